@@ -1,0 +1,1 @@
+"""One module per ``sdr-tosc`` verb (see :mod:`sdr_tosc.cli`)."""

@@ -1,0 +1,73 @@
+"""Registry of radio backends and checks of whether each one can run on this machine.
+
+Backends import their hardware library lazily, so this module (and ``import sdr_tosc``) works with none of
+them installed. :func:`probe_backends` answers "can I use pluto here, and if not, what do I install?".
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    name: str
+    usable: bool
+    detail: str  # version info when usable; why not and what to install otherwise
+
+
+def _probe_zmq() -> BackendStatus:
+    try:
+        zmq = importlib.import_module("zmq")
+    except ImportError as exc:
+        return BackendStatus("zmq", False, f"pyzmq not importable ({exc}); install it: pip install pyzmq")
+    return BackendStatus("zmq", True, f"pyzmq {zmq.pyzmq_version()}, libzmq {zmq.zmq_version()}")
+
+
+def _probe_pluto() -> BackendStatus:
+    try:
+        iio = importlib.import_module("iio")
+    except (ImportError, OSError) as exc:
+        return BackendStatus(
+            "pluto",
+            False,
+            f"libiio Python bindings not usable ({exc}); install the C library (Debian/Ubuntu: "
+            "apt install libiio0 libiio-utils) and pip install 'sdr-tosc[pluto]' (pyadi-iio, pylibiio==0.25)",
+        )
+    try:
+        importlib.import_module("adi")
+    except (ImportError, OSError) as exc:
+        return BackendStatus("pluto", False, f"pyadi-iio not importable ({exc}); pip install 'sdr-tosc[pluto]'")
+    ver = getattr(iio, "version", None)
+    libver = ".".join(str(x) for x in ver[:2]) if isinstance(ver, tuple) else str(ver)
+    return BackendStatus("pluto", True, f"libiio {libver} found, pyadi-iio importable")
+
+
+def _probe_usrp() -> BackendStatus:
+    try:
+        uhd = importlib.import_module("uhd")
+    except (ImportError, OSError) as exc:
+        return BackendStatus(
+            "usrp",
+            False,
+            f"UHD Python API not importable ({exc}); PyPI has no Linux wheel: install the system package "
+            "(Debian/Ubuntu: apt install python3-uhd uhd-host) and use a venv made with --system-site-packages",
+        )
+    ver = getattr(uhd, "__version__", None) or _uhd_version(uhd)
+    return BackendStatus("usrp", True, f"uhd {ver} importable")
+
+
+def _uhd_version(uhd) -> str:  # noqa: ANN001
+    try:
+        return str(uhd.get_version_string())
+    except Exception:  # noqa: BLE001 - version lookup is best effort only
+        return "(version unknown)"
+
+
+PROBES = {"zmq": _probe_zmq, "pluto": _probe_pluto, "usrp": _probe_usrp}
+
+
+def probe_backends() -> list[BackendStatus]:
+    """Status of every registered backend on this machine."""
+    return [probe() for probe in PROBES.values()]
