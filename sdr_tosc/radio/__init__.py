@@ -1,5 +1,13 @@
-"""Radio backends behind one interface (see DESIGN.md): zmq, pluto (pyadi-iio), usrp (UHD)."""
+"""Radio backends behind one interface (see DESIGN.md): zmq, pluto (pyadi-iio), usrp (UHD).
 
-from .registry import BackendStatus, probe_backends
+``open_radio(kind, **settings) -> Radio``; ``Radio.tx(iq)``, ``Radio.rx(n) -> iq`` (complex64, full scale
+|x| <= 1), validated settings (``center_freq_hz``, ``sample_rate_hz``, ``tx_gain_db``, ``rx_gain_db``),
+``close()``/context manager, ``counters``. Hardware libraries are imported inside their backend only.
+"""
 
-__all__ = ["BackendStatus", "probe_backends"]
+from .base import Radio, RadioCounters
+from .profiles import RadioProfile, load_profile
+from .registry import BACKENDS, BackendStatus, open_radio, probe_backends
+
+__all__ = ["BACKENDS", "BackendStatus", "Radio", "RadioCounters", "RadioProfile", "load_profile", "open_radio",
+           "probe_backends"]

@@ -1,7 +1,8 @@
-"""Registry of radio backends and checks of whether each one can run on this machine.
+"""Registry of radio backends: :func:`open_radio` and :func:`probe_backends`.
 
 Backends import their hardware library lazily, so this module (and ``import sdr_tosc``) works with none of
-them installed. :func:`probe_backends` answers "can I use pluto here, and if not, what do I install?".
+them installed. :func:`probe_backends` answers "can I use pluto here, and if not, what do I install?";
+:func:`open_radio` builds a radio by name (timm-style registry of factories).
 """
 
 from __future__ import annotations
@@ -71,3 +72,42 @@ PROBES = {"zmq": _probe_zmq, "pluto": _probe_pluto, "usrp": _probe_usrp}
 def probe_backends() -> list[BackendStatus]:
     """Status of every registered backend on this machine."""
     return [probe() for probe in PROBES.values()]
+
+
+#: Backend name -> "module:class" (imported only when that backend is opened).
+BACKENDS: dict[str, str] = {
+    "zmq": "sdr_tosc.radio.zmq:ZmqRadio",
+    "pluto": "sdr_tosc.radio.pluto:PlutoRadio",
+    "usrp": "sdr_tosc.radio.usrp:UsrpRadio",
+}
+
+
+def backend_class(kind: str) -> type:
+    """The Radio subclass registered as ``kind`` (imports its module)."""
+    if not isinstance(kind, str):
+        raise TypeError(f"radio kind must be a string such as 'zmq', got {type(kind).__name__}")
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown radio backend {kind!r}; choose one of {', '.join(BACKENDS)}")
+    modname, clsname = BACKENDS[kind].split(":")
+    return getattr(importlib.import_module(modname), clsname)
+
+
+def open_radio(kind: str, **settings):
+    """Open a radio: ``open_radio("zmq" | "pluto" | "usrp", **settings) -> Radio``.
+
+    Settings have units in their names (``center_freq_hz``, ``sample_rate_hz``, ``tx_gain_db``,
+    ``rx_gain_db``) and are validated against the device profile; backend-specific ones are documented
+    on each class (:class:`~sdr_tosc.radio.zmq.ZmqRadio`, :class:`~sdr_tosc.radio.pluto.PlutoRadio`,
+    :class:`~sdr_tosc.radio.usrp.UsrpRadio`). Unknown settings raise TypeError naming the valid ones.
+    """
+    cls = backend_class(kind)
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        valid = [n for n in params if n != "self"]
+        unknown = sorted(set(settings) - set(valid))
+        if unknown:
+            raise TypeError(f"unknown setting(s) for the {kind} radio: {', '.join(unknown)}; "
+                            f"valid: {', '.join(valid)}")
+    return cls(**settings)
