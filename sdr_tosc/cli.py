@@ -19,6 +19,7 @@ from . import __version__
 #: Verb name -> module under sdr_tosc.commands, in the order ``--help`` lists them.
 VERBS: dict[str, str] = {
     "info": "info",
+    "cache": "cache",
     "channel": "channel",
 }
 

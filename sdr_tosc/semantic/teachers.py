@@ -118,6 +118,14 @@ class EfficientNetLiteTeacher(Teacher):
         feats = self.backbone(x)
         return self.head(self.dropout(feats)), feats
 
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        history = getattr(self, "history", None)
+        if history:  # fine-tuned: its test accuracy per epoch travels in the teacher file
+            d["test_acc"] = history[-1].get("test_acc")
+            d["epochs"] = len(history)
+        return d
+
 
 def _lite0_imagenet_state() -> dict[str, torch.Tensor]:
     try:
@@ -168,8 +176,13 @@ class HFTeacher(Teacher):
                 self.num_classes = None
         else:
             model_type = getattr(config, "model_type", "")
+            # the saved architecture (e.g. CLIPVisionModelWithProjection, whose config is clip_vision_model and
+            # which AutoModel would load without its projection), else the generic AutoModel
+            arch = next((getattr(transformers, a) for a in archs if hasattr(transformers, a)), None)
             if model_type == "clip":
                 self.model = transformers.CLIPVisionModelWithProjection.from_pretrained(model_id)
+            elif arch is not None:
+                self.model = arch.from_pretrained(model_id)
             else:
                 self.model = transformers.AutoModel.from_pretrained(model_id)
             self.num_classes = None
@@ -232,14 +245,20 @@ def load_teacher(spec: str = DEFAULT_TEACHER, num_classes: int | None = None, in
     return HFTeacher(spec, num_classes=num_classes)
 
 
-def save_teacher(teacher: EfficientNetLiteTeacher, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> None:
-    """Save a fine-tuned EfficientNet-Lite teacher (weights fp32 + its config in the metadata), atomically."""
+def save_teacher(teacher: EfficientNetLiteTeacher, path: str | os.PathLike[str], extra: dict[str, Any] | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+    """Save a fine-tuned EfficientNet-Lite teacher (weights + its config in the metadata), atomically.
+
+    ``dtype`` (e.g. ``torch.float16``) stores the floating-point tensors in that type (half the size; they
+    are loaded back into the fp32 model); integer buffers are kept as they are.
+    """
     from safetensors.torch import save_file  # noqa: PLC0415
 
     meta = {"format": "sdr-tosc-teacher", "version": "1", "arch": DEFAULT_TEACHER,
             "config": json.dumps({"num_classes": teacher.num_classes, "input_size": teacher.input_size,
                                   "teacher_id": teacher.teacher_id, **(extra or {})})}
-    state = {k: v.detach().contiguous() for k, v in teacher.state_dict().items()}
+    state = {k: (v.detach().to(dtype) if dtype is not None and v.is_floating_point() else v.detach()).contiguous()
+             for k, v in teacher.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
 
@@ -265,6 +284,7 @@ def load_teacher_file(path: str | os.PathLike[str]) -> EfficientNetLiteTeacher:
     missing, unexpected = t.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not match EfficientNet-Lite0 (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    t.history = cfg.get("history") or []
     t.eval()
     return t
 

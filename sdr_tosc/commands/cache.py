@@ -1,0 +1,164 @@
+"""``sdr-tosc cache``: run a teacher once over a data set and store its compressed knowledge on disk."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import add_json_flag, write_result
+
+HELP = "build (or verify) the pre-stored compressed teacher cache used for fast distillation"
+EXAMPLES = """
+  sdr-tosc cache --out artifacts/cache/fmnist                       # default teacher, Fashion-MNIST train
+  sdr-tosc cache --replays 4 --out sdr_tosc/zoo/cache/fashion-mnist-effnetlite0
+  sdr-tosc cache --finetune-teacher 4 --replays 4 --out artifacts/cache/fmnist   # fine-tune, then cache
+  sdr-tosc cache --teacher google/vit-base-patch16-224 --topk 20 --out artifacts/cache/vit
+  sdr-tosc cache --teacher ./my-clip-vision --feature-dim 64 --out artifacts/cache/clip   # features only
+  sdr-tosc cache --shard 0/4 --out /shared/cache ...   # one of 4 machines; 'auto' reads RANK/WORLD_SIZE
+  sdr-tosc cache --limit 512 --out /tmp/c --json -     # quick run on the first 512 images
+  sdr-tosc cache --verify sdr_tosc/zoo/cache/fashion-mnist-effnetlite0
+  scripts/build_default_cache.sh                       # the shipped default cache, end to end
+"""
+
+log = logging.getLogger(__name__)
+
+ZOO = Path(__file__).resolve().parent.parent / "zoo"
+ARTIFACTS = Path("artifacts") / "teacher"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="fashion-mnist", help="data set name (default fashion-mnist; see datasets.py)")
+    p.add_argument("--split", default="train", choices=("train", "test"), help="split to cache (default train)")
+    p.add_argument("--teacher", metavar="SPEC", default=None,
+                   help="efficientnet-lite0 | a teacher .safetensors | a transformers hub id or local folder "
+                        "(default: the fine-tuned default teacher from the zoo or artifacts/teacher, else "
+                        "efficientnet-lite0)")
+    p.add_argument("--out", type=Path, default=None, help="cache folder (default artifacts/cache/<dataset>-<teacher>)")
+    p.add_argument("--replays", type=int, default=1, help="teacher passes: 0 = clean, 1.. = seeded augmentation (default 1)")
+    p.add_argument("--topk", type=int, default=10, help="logits kept per sample (default 10; 0 = none)")
+    p.add_argument("--feature-dim", type=int, default=64, help="PCA components of the features kept (default 64; 0 = none)")
+    p.add_argument("--shard", default="0/1", metavar="i/N",
+                   help="build the i-th of N parts (several machines/ranks fill one folder); 'auto' = RANK/WORLD_SIZE")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N samples (quick runs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the augmentation replays (default 0)")
+    p.add_argument("--pad", type=int, default=2, help="augmentation: largest shift in pixels (default 2)")
+    p.add_argument("--chunk-size", type=int, default=4096, help="samples per shard file (default 4096)")
+    p.add_argument("--pca-samples", type=int, default=4096, help="clean samples the PCA is fitted on (default 4096)")
+    p.add_argument("--input-size", type=int, default=64, help="input size of an efficientnet-lite0 teacher (default 64)")
+    p.add_argument("--finetune-teacher", type=int, default=0, metavar="EPOCHS",
+                   help="first fine-tune the default teacher for EPOCHS epochs (resumes) and cache with it")
+    p.add_argument("--teacher-out", type=Path, default=None,
+                   help="where --finetune-teacher writes the teacher (default artifacts/teacher/efficientnet-lite0-<dataset>.safetensors)")
+    p.add_argument("--verify", type=Path, default=None, metavar="DIR", help="check an existing cache and print its summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_json_flag(p)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "teacher"
+
+
+def default_teacher_file(dataset: str) -> Path | None:
+    """The fine-tuned default teacher for ``dataset``, if one is shipped (zoo) or was trained here (artifacts)."""
+    name = f"efficientnet-lite0-{_slug(dataset)}.safetensors"
+    for cand in (ZOO / f"teacher-{name}", ARTIFACTS / name):
+        if cand.exists():
+            return cand
+    return None
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    t, d = s["teacher"], s["dataset"]
+    print(f"teacher cache {s['path']}")
+    print(f"  teacher   {t['teacher_id']} ({t.get('parameters', 0) / 1e6:.2f} M params, "
+          f"{t.get('num_classes') or 'no'} classes, {t.get('feature_dim')}-d features"
+          + (f", test acc {t['test_acc']:.4f}" if t.get("test_acc") else "") + ")")
+    print(f"  dataset   {d['name']}/{d['split']}: {d['num_samples']} images {tuple(d['image_shape'])}")
+    print(f"  stored    {s['replays']} replay(s), top-{s['topk']} logits, {s['feature_dim']}-d int8 PCA features"
+          + (f" ({s['pca_explained_variance_ratio']:.1%} of the variance)" if s.get("pca_explained_variance_ratio") else ""))
+    print(f"  size      {s['total_bytes'] / 1e6:.2f} MB in {s['shards']} shard(s); "
+          f"{s['bytes_per_sample_per_replay']} B per sample per replay "
+          f"({s['file_bytes_per_sample_per_replay']} B with file headers)")
+    if s.get("build_seconds_per_sample"):
+        print(f"  built at  {s['build_seconds_per_sample'] * 1e3:.2f} ms per sample and replay")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np  # noqa: PLC0415
+
+    from ..semantic.cache import TeacherCache, build_cache, parse_shard  # noqa: PLC0415
+    from ..semantic.datasets import load_dataset  # noqa: PLC0415
+    from ..semantic.teachers import DEFAULT_TEACHER, finetune_teacher, load_teacher  # noqa: PLC0415
+
+    if args.verify is not None:
+        t0 = time.perf_counter()
+        cache = TeacherCache.open(args.verify, verify=True)
+        summary = cache.summary()
+        summary["verify_seconds"] = round(time.perf_counter() - t0, 3)
+        _print_summary(summary)
+        print("  verified  manifest, sha256 and shapes of every file: OK")
+        write_result(args.json, summary)
+        return 0
+
+    shard = parse_shard(args.shard)
+    for name in ("replays", "batch_size", "chunk_size", "pca_samples"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.topk < 0 or args.feature_dim < 0 or args.limit < 0 or args.finetune_teacher < 0:
+        raise ValueError("--topk, --feature-dim, --limit and --finetune-teacher must be >= 0")
+    # load and check everything before anything is written
+    data = load_dataset(args.dataset, args.split)
+    if args.limit:
+        if args.limit > len(data):
+            raise ValueError(f"--limit {args.limit} exceeds the {len(data)} images of {data.name}/{data.split}")
+        data = data.subset(np.arange(args.limit))
+    progress = not args.no_progress
+    spec = args.teacher
+    if args.finetune_teacher:
+        if spec not in (None, DEFAULT_TEACHER):
+            raise ValueError("--finetune-teacher fine-tunes the default efficientnet-lite0 teacher; drop --teacher")
+        out_t = args.teacher_out or ARTIFACTS / f"efficientnet-lite0-{_slug(args.dataset)}.safetensors"
+        train = load_dataset(args.dataset, "train")
+        test = load_dataset(args.dataset, "test")
+        log.warning("fine-tuning the default teacher for %d epochs into %s", args.finetune_teacher, out_t)
+        finetune_teacher(train, test, out_t, epochs=args.finetune_teacher, input_size=args.input_size, progress=progress)
+        spec = str(out_t)
+    if spec is None:
+        found = default_teacher_file(args.dataset)
+        if found is not None:
+            spec = str(found)
+        else:
+            spec = DEFAULT_TEACHER
+            log.warning("no fine-tuned teacher for %s found (zoo or %s): caching the ImageNet efficientnet-lite0 "
+                        "with an untrained head; use --finetune-teacher EPOCHS for useful logits", args.dataset, ARTIFACTS)
+    teacher = load_teacher(spec, data.num_classes, input_size=args.input_size)
+    out = args.out or Path("artifacts") / "cache" / f"{_slug(data.name)}-{data.split}-{_slug(Path(spec).stem)}"
+    history = getattr(teacher, "history", None)
+    extra = {"teacher_spec": spec}
+    if history:
+        extra["teacher_test_acc_per_epoch"] = [e.get("test_acc") for e in history]
+    t0 = time.perf_counter()
+    build_cache(teacher, data, out, replays=args.replays, topk=args.topk, feature_dim=args.feature_dim, shard=shard,
+                batch_size=args.batch_size, seed=args.seed, progress=progress, pad=args.pad,
+                chunk_size=args.chunk_size, pca_samples=args.pca_samples, extra=extra)
+    seconds = time.perf_counter() - t0
+    try:
+        cache = TeacherCache.open(out, verify=False)
+    except ValueError as exc:  # other shards still to come
+        if "incomplete" not in str(exc):
+            raise
+        print(f"shard {shard[0]}/{shard[1]} of the teacher cache {out} done in {seconds:.1f} s; "
+              "the cache is complete once every shard has run")
+        write_result(args.json, {"path": str(out), "shard": list(shard), "complete": False, "seconds": seconds})
+        return 0
+    summary = cache.summary()
+    summary["seconds"] = round(seconds, 2)
+    summary["complete"] = True
+    _print_summary(summary)
+    write_result(args.json, summary)
+    return 0

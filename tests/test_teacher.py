@@ -1,0 +1,96 @@
+"""Teacher adapters: the offline EfficientNet-Lite0 default, its teacher file, Hugging Face models by folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sdr_tosc.semantic.datasets import load_dataset
+from sdr_tosc.semantic.teachers import (
+    EfficientNetLiteTeacher,
+    _lite0_imagenet_state,
+    load_teacher,
+    load_teacher_file,
+    save_teacher,
+)
+
+
+@pytest.fixture(scope="module")
+def few():
+    try:
+        data = load_dataset("fashion-mnist", "test")
+    except FileNotFoundError as exc:  # pragma: no cover
+        pytest.skip(str(exc))
+    return data.subset(np.arange(6))
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    torch.manual_seed(0)
+    return load_teacher("efficientnet-lite0", num_classes=10)
+
+
+def test_efficientnet_lite0_loads_imagenet_weights_and_runs(lite0, few):
+    assert isinstance(lite0, EfficientNetLiteTeacher)
+    ref = _lite0_imagenet_state()
+    stem = next(k for k in ref if k.endswith("_conv_stem.weight"))
+    assert torch.equal(lite0.backbone.state_dict()[stem], ref[stem])  # the pretrained weights, not random ones
+    x = lite0.preprocess(few.images)
+    assert x.shape == (6, 3, 64, 64) and x.dtype == torch.float32
+    logits, feats = lite0.predict(few.images)
+    assert logits.shape == (6, 10) and feats.shape == (6, 1280) and torch.isfinite(feats).all()
+    d = lite0.describe()
+    assert d["feature_dim"] == 1280 and d["num_classes"] == 10 and 3e6 < d["parameters"] < 4e6
+    with pytest.raises(ValueError, match="uint8"):
+        lite0.preprocess(few.images.astype(np.float32))
+    with pytest.raises(ValueError, match="1\\|3"):
+        lite0.preprocess(np.zeros((2, 28, 28, 2), np.uint8))
+    with pytest.raises(ValueError, match="num_classes"):
+        load_teacher("efficientnet-lite0")
+
+
+def test_teacher_file_fp16_round_trip(lite0, few, tmp_path):
+    p32, p16 = tmp_path / "t32.safetensors", tmp_path / "t16.safetensors"
+    hist = [{"epoch": 1, "test_acc": 0.9}, {"epoch": 2, "test_acc": 0.935}]
+    save_teacher(lite0, p32, extra={"history": hist})
+    save_teacher(lite0, p16, extra={"history": hist}, dtype=torch.float16)
+    assert p16.stat().st_size < 0.6 * p32.stat().st_size
+    t32, t16 = load_teacher_file(p32), load_teacher_file(p16)
+    assert t16.describe()["test_acc"] == 0.935 and t16.describe()["epochs"] == 2
+    ref = lite0.predict(few.images)[0]
+    torch.testing.assert_close(t32.predict(few.images)[0], ref)
+    torch.testing.assert_close(t16.predict(few.images)[0], ref, atol=0.05, rtol=0.02)
+    assert load_teacher(str(p16), 10).num_classes == 10
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="bad.safetensors"):
+        load_teacher_file(bad)
+    with pytest.raises(FileNotFoundError):
+        load_teacher_file(tmp_path / "missing.safetensors")
+
+
+def test_hf_teacher_errors_and_head_mismatch(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                 num_attention_heads=2, intermediate_size=32, num_labels=5)
+    folder = tmp_path / "vit"
+    transformers.ViTForImageClassification(cfg).save_pretrained(folder)
+    t = load_teacher(str(folder), 5)
+    assert t.num_classes == 5 and t.input_size == 16 and t.feature_dim == 16
+    logits, feats = t.predict(np.zeros((3, 28, 28, 1), np.uint8))
+    assert logits.shape == (3, 5) and feats.shape == (3, 16)
+    assert load_teacher(str(folder), 10).num_classes is None  # 5-class head for a 10-class task: features only
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        load_teacher(str(folder), 5)
+    (folder / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_teacher(str(folder), 5)
+    with pytest.raises(ValueError, match="cannot load teacher"):
+        load_teacher("no-such-org/no-such-model", 5)
+    f = tmp_path / "file.bin"
+    f.write_bytes(b"x")
+    with pytest.raises(ValueError, match="not a model folder"):
+        load_teacher(str(f), 5)
