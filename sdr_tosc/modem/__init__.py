@@ -1,0 +1,17 @@
+"""Pure numpy/scipy PHY: OFDM burst modem for semantic symbols, digital baseline, impairments, plots.
+
+Public API:
+
+* :class:`ModemConfig`, :class:`Modem` (``modulate(payload, header) -> iq``, ``demodulate(iq) -> [RxFrame]``),
+  :class:`FrameHeader`, :class:`RxFrame` (frame format in :mod:`sdr_tosc.modem.frame`).
+* Digital mode for the separate-coding baseline: :class:`DigitalConfig`, :class:`DigitalMode`
+  (bits -> K=7 convolutional code -> QAM -> OFDM frame, and back to LLRs/bits).
+* Channel impairment helpers with the project's SNR definition: :mod:`sdr_tosc.modem.impair`
+  (``awgn``, ``apply_cfo``, ``fractional_delay``, ``multipath``, ``random_multipath_taps``, ``place_bursts``).
+* Plots: :func:`sdr_tosc.modem.plot.plot_rx` (imports matplotlib lazily).
+"""
+
+from .digital import DigitalConfig, DigitalMode
+from .frame import FrameHeader, Modem, ModemConfig, RxFrame
+
+__all__ = ["DigitalConfig", "DigitalMode", "FrameHeader", "Modem", "ModemConfig", "RxFrame"]

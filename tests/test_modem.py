@@ -1,0 +1,286 @@
+"""Frame modem: format, round trips, synchronisation under impairments, SNR/CFO estimates, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from sdr_tosc.config import ConfigError, load_config, save_config
+from sdr_tosc.modem import FrameHeader, Modem, ModemConfig, RxFrame
+from sdr_tosc.modem.impair import (
+    apply_cfo,
+    awgn,
+    fractional_delay,
+    multipath,
+    noise,
+    place_bursts,
+    random_multipath_taps,
+    signal_power,
+)
+
+FS = 1e6
+
+
+@pytest.fixture(scope="module")
+def modem() -> Modem:
+    return Modem(ModemConfig())
+
+
+def _payload(rng: np.random.Generator, n: int) -> np.ndarray:
+    return ((rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2)).astype(np.complex64)
+
+
+def _channel(burst, rng, *, snr_db, cfo_hz=0.0, delay_spread=None, offset=None, n_total=None):
+    """Put ``burst`` in a zero buffer with random timing, channel, CFO, then AWGN; return (rx, offset)."""
+    n_total = n_total or burst.size + 1500
+    offset = int(rng.integers(50, n_total - burst.size - 60)) if offset is None else offset
+    x = place_bursts([burst], n_total, [offset])
+    x = fractional_delay(x, float(rng.uniform(0, 1)), n_taps=17)
+    if delay_spread:
+        x = multipath(x, random_multipath_taps(rng, delay_spread))
+    x = apply_cfo(x, cfo_hz, FS, phase_rad=float(rng.uniform(0, 2 * np.pi)))
+    return awgn(x, snr_db, rng), offset
+
+
+def _ok(frames: list[RxFrame]) -> list[RxFrame]:
+    return [f for f in frames if f.header_ok]
+
+
+# --------------------------------------------------------------------------------- config / header
+def test_config_defaults_and_validation(tmp_path):
+    cfg = ModemConfig()
+    assert cfg.sample_rate_hz == 1e6
+    with pytest.raises(ValueError, match="fft_size"):
+        ModemConfig(fft_size=100)
+    with pytest.raises(ValueError, match="cp_len"):
+        ModemConfig(cp_len=2)
+    with pytest.raises(ValueError, match="backoff_db"):
+        ModemConfig(backoff_db=-1.0)
+    with pytest.raises(ValueError, match="max_payload_symbols"):
+        ModemConfig(max_payload_symbols=70000)
+    path = tmp_path / "modem.toml"
+    save_config(dataclasses.replace(cfg, backoff_db=12.0), path)
+    loaded = load_config(ModemConfig, path, {"cp_len": 32})
+    assert loaded.backoff_db == 12.0 and loaded.cp_len == 32
+    with pytest.raises(ConfigError, match="fft_size"):
+        load_config(ModemConfig, None, {"fft_size": 48})
+    with pytest.raises(TypeError):
+        Modem("not a config")  # type: ignore[arg-type]
+
+
+def test_header_fields_and_validation():
+    h = FrameHeader(seq=65535, length=17, kind=200, snr_report_db=12.3)
+    back = FrameHeader.from_bytes(h.to_bytes())
+    assert (back.seq, back.length, back.kind) == (65535, 17, 200)
+    assert back.snr_report_db == pytest.approx(12.5)  # 0.5 dB steps
+    assert FrameHeader.from_bytes(FrameHeader(seq=1).to_bytes()).snr_report_db is None
+    for bad in ({"seq": -1}, {"seq": 65536}, {"seq": 1.5}, {"seq": 1, "kind": 256}, {"seq": 1, "snr_report_db": float("nan")}):
+        with pytest.raises(ValueError, match="FrameHeader"):
+            FrameHeader(**bad)
+
+
+# ------------------------------------------------------------------------------------ modulate
+@pytest.mark.parametrize("n", [1, 45, 46, 47, 1024])
+def test_modulate_shape_scale_and_clean_roundtrip(modem, n):
+    rng = np.random.default_rng(n)
+    p = _payload(rng, n)
+    iq = modem.modulate(p, FrameHeader(seq=n, kind=3, snr_report_db=7.0))
+    assert iq.dtype == np.complex64 and iq.ndim == 1
+    assert iq.size == modem.burst_length(n) == 352 + 80 * (2 + -(-n // 46))
+    assert np.abs(iq).max() <= 1.0
+    assert 10 * np.log10(np.mean(np.abs(iq) ** 2)) == pytest.approx(-10.0, abs=0.5)  # 10 dB back-off
+    frames = modem.demodulate(np.concatenate([np.zeros(100, np.complex64), iq, np.zeros(50, np.complex64)]))
+    assert len(frames) == 1
+    f = frames[0]
+    assert f.header_ok and f.header == FrameHeader(seq=n, length=n, kind=3, snr_report_db=7.0)
+    assert f.symbols.dtype == np.complex64 and f.symbols.shape == (n,)
+    assert np.max(np.abs(f.symbols - p)) < 1e-3
+    assert f.start == 100 and f.end == 100 + iq.size
+    assert f.noise_var.shape == (n,) and f.snr_db > 40
+
+
+def test_modulate_clips_loud_payloads(modem):
+    p = (10 * _payload(np.random.default_rng(0), 200)).astype(np.complex64)
+    iq = modem.modulate(p, FrameHeader(seq=0))
+    assert np.abs(iq).max() <= 1.0 + 1e-6
+
+
+def test_bad_inputs(modem):
+    h = FrameHeader(seq=1)
+    for bad, exc in [
+        (np.zeros(0, np.complex64), ValueError),
+        (np.zeros(modem.config.max_payload_symbols + 1, np.complex64), ValueError),
+        (np.ones(10, np.float32), TypeError),
+        (np.ones(10, np.int16), TypeError),
+        (np.ones((2, 10), np.complex64), ValueError),
+        (np.array([1, np.nan], np.complex64), ValueError),
+        ([1j, 2j], TypeError),
+    ]:
+        with pytest.raises(exc):
+            modem.modulate(bad, h)
+    with pytest.raises(TypeError, match="FrameHeader"):
+        modem.modulate(np.ones(4, np.complex64), {"seq": 1})
+    with pytest.raises(ValueError, match="length"):
+        modem.modulate(np.ones(4, np.complex64), FrameHeader(seq=1, length=5))
+    assert modem.demodulate(np.zeros(0, np.complex64)) == []
+    assert modem.demodulate(np.zeros(10, np.complex64)) == []
+    assert modem.demodulate(np.zeros(10_000, np.complex64)) == []
+    x = modem.modulate(np.ones(4, np.complex64), h)
+    x[500] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        modem.demodulate(x)
+    x[500] = np.inf
+    with pytest.raises(ValueError, match="NaN/inf"):
+        modem.demodulate(x)
+    with pytest.raises(TypeError, match="int16"):
+        modem.demodulate(np.zeros(1000, np.int16))
+    with pytest.raises(TypeError, match="complex"):
+        modem.demodulate(np.zeros(1000, np.float32))
+    with pytest.raises(ValueError, match="1-D"):
+        modem.demodulate(np.zeros((2, 1000), np.complex64))
+    # complex128 is accepted
+    f = modem.demodulate(modem.modulate(np.ones(8, np.complex128), h).astype(np.complex128))
+    assert f[0].header_ok
+
+
+# ---------------------------------------------------------------------------------- receive
+def test_several_frames_per_buffer_in_order(modem):
+    rng = np.random.default_rng(3)
+    payloads = [_payload(rng, n) for n in (5, 300, 46, 700)]
+    bursts = [modem.modulate(p, FrameHeader(seq=i)) for i, p in enumerate(payloads)]
+    offsets, pos = [], 37
+    for b in bursts:
+        offsets.append(pos)
+        pos += b.size + int(rng.integers(0, 400))  # includes back-to-back bursts (gap 0 possible)
+    offsets[2] = offsets[1] + bursts[1].size  # exactly back to back
+    offsets[3] = offsets[2] + bursts[2].size + 333
+    x = awgn(place_bursts(bursts, offsets[3] + bursts[3].size + 200, offsets), 15.0, rng)
+    frames = modem.demodulate(x)
+    assert [f.header.seq for f in frames] == [0, 1, 2, 3]
+    assert all(f.header_ok for f in frames)
+    for f, off, p in zip(frames, offsets, payloads, strict=True):
+        assert abs(f.start - off) <= 1
+        assert f.symbols.size == p.size
+        assert 10 * np.log10(np.mean(np.abs(f.symbols - p) ** 2)) < -12
+
+
+def test_truncated_frame_is_not_returned(modem):
+    b = modem.modulate(_payload(np.random.default_rng(1), 200), FrameHeader(seq=9))
+    x = np.concatenate([np.zeros(300, np.complex64), b])
+    assert _ok(modem.demodulate(x[:-100])) == []
+    assert _ok(modem.demodulate(x))[0].header.seq == 9
+
+
+def test_detection_5db_cfo_timing_multipath(modem):
+    """Header CRC ok at 5 dB with CFO up to +-40 kHz, random timing and multipath within the CP."""
+    rng = np.random.default_rng(11)
+    burst = modem.modulate(_payload(rng, 100), FrameHeader(seq=42))
+    found, trials = 0, 40
+    for i in range(trials):
+        cfo = float(rng.uniform(-40e3, 40e3)) if i > 1 else (-40e3, 40e3)[i]
+        spread = int(rng.integers(0, 11)) if i % 2 else 0
+        x, off = _channel(burst, rng, snr_db=5.0, cfo_hz=cfo, delay_spread=spread)
+        ok = _ok(modem.demodulate(x))
+        if len(ok) == 1 and ok[0].header.seq == 42 and abs(ok[0].start - off) <= 3:
+            found += 1
+    assert found >= trials - 1
+
+
+def _snr_errors(modem, rng, snr_db, trials, delay_spread=None):
+    burst = modem.modulate(_payload(rng, 300), FrameHeader(seq=1))
+    err = []
+    for _ in range(trials):
+        x, _ = _channel(burst, rng, snr_db=snr_db, cfo_hz=float(rng.uniform(-20e3, 20e3)), delay_spread=delay_spread)
+        frames = modem.demodulate(x)
+        assert frames, "frame not found"
+        err.append(frames[0].snr_db - snr_db)
+    return np.array(err)
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0, 30.0])
+def test_snr_estimate_awgn(modem, snr_db):
+    e = _snr_errors(modem, np.random.default_rng(int(snr_db) + 5), snr_db, 16)
+    assert abs(e.mean()) < 0.5
+    assert np.sqrt(np.mean(e**2)) < 1.0
+
+
+@pytest.mark.parametrize("snr_db", [5.0, 25.0])
+def test_snr_estimate_multipath(modem, snr_db):
+    e = _snr_errors(modem, np.random.default_rng(int(snr_db) + 50), snr_db, 16, delay_spread=8)
+    assert np.sqrt(np.mean(e**2)) < 1.5
+
+
+def test_cfo_estimate_and_evm(modem):
+    rng = np.random.default_rng(21)
+    p = _payload(rng, 1024)
+    burst = modem.modulate(p, FrameHeader(seq=2))
+    for cfo in (-37e3, -1e3, 0.0, 12.5e3, 39e3):
+        x, _ = _channel(burst, rng, snr_db=20.0, cfo_hz=cfo)
+        f = _ok(modem.demodulate(x))[0]
+        assert abs(f.cfo_hz - cfo) < 0.01 * modem.subcarrier_spacing_hz
+    evm = []
+    for _ in range(5):
+        x, _ = _channel(burst, rng, snr_db=30.0, cfo_hz=float(rng.uniform(-40e3, 40e3)))
+        f = _ok(modem.demodulate(x))[0]
+        evm.append(np.mean(np.abs(f.symbols - p) ** 2) / np.mean(np.abs(p) ** 2))
+    assert 10 * np.log10(np.mean(evm)) <= -25.0
+
+
+def test_noise_var_matches_actual_error(modem):
+    rng = np.random.default_rng(8)
+    p = _payload(rng, 2000)
+    x, _ = _channel(modem.modulate(p, FrameHeader(seq=3)), rng, snr_db=12.0, delay_spread=6)
+    f = _ok(modem.demodulate(x))[0]
+    ratio = np.mean(np.abs(f.symbols - p) ** 2) / np.mean(f.noise_var)
+    assert 0.7 < ratio < 1.5
+
+
+def test_noise_never_passes_crc(modem):
+    """Thousands of noise-only buffers (and a DC offset / tone, as Plutos have) give no CRC-valid frame."""
+    rng = np.random.default_rng(99)
+    n_ok = 0
+    for _ in range(2000):
+        n_ok += len(_ok(modem.demodulate(noise(2048, 1.0, rng))))
+    long = noise(2_000_000, 0.01, rng)
+    n_ok += len(_ok(modem.demodulate(long)))
+    dc = (noise(200_000, 1.0, rng) + 3.0).astype(np.complex64)
+    tone = (noise(200_000, 1.0, rng) + 2 * np.exp(2j * np.pi * 0.01 * np.arange(200_000))).astype(np.complex64)
+    n_ok += len(_ok(modem.demodulate(dc))) + len(_ok(modem.demodulate(tone)))
+    assert n_ok == 0
+
+
+def test_frame_found_despite_dc_offset(modem):
+    rng = np.random.default_rng(5)
+    p = _payload(rng, 300)
+    x, off = _channel(modem.modulate(p, FrameHeader(seq=6)), rng, snr_db=20.0, n_total=8000)
+    x = (x + 0.1).astype(np.complex64)  # LO leakage ~ -10 dBFS relative to the burst's RMS
+    ok = _ok(modem.demodulate(x))
+    assert [f.header.seq for f in ok] == [6] and abs(ok[0].start - off) <= 2
+
+
+def test_impairment_helpers_follow_snr_definition():
+    rng = np.random.default_rng(0)
+    x = place_bursts([0.3 * np.ones(1000, np.complex64)], 5000, [2000])
+    assert signal_power(x) == pytest.approx(0.09, rel=1e-5)
+    y = awgn(x, 10.0, rng)
+    assert np.mean(np.abs(y - x) ** 2) == pytest.approx(0.009, rel=0.05)
+    assert np.allclose(fractional_delay(x, 3.0)[2003:3003], x[2000:3000], atol=1e-6)
+    taps = random_multipath_taps(rng, 8)
+    assert taps.size == 9 and np.sum(np.abs(taps) ** 2) == pytest.approx(1.0, rel=1e-5)
+    z = apply_cfo(np.ones(100, np.complex64), 1e3, 1e6)
+    assert np.angle(z[1] * np.conj(z[0])) == pytest.approx(2 * np.pi * 1e-3, rel=1e-4)
+    with pytest.raises(ValueError):
+        awgn(np.zeros(10, np.complex64), 10.0, rng)
+
+
+def test_plot_rx_writes_png(modem, tmp_path):
+    rng = np.random.default_rng(2)
+    p = _payload(rng, 500)
+    x, _ = _channel(modem.modulate(p, FrameHeader(seq=4)), rng, snr_db=18.0, cfo_hz=9e3)
+    f = _ok(modem.demodulate(x))[0]
+    from sdr_tosc.modem.plot import plot_rx
+
+    out = plot_rx(tmp_path / "rx.png", f, iq=x, reference=p)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
