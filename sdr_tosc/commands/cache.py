@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="first fine-tune the default teacher for EPOCHS epochs (resumes) and cache with it")
     p.add_argument("--teacher-out", type=Path, default=None,
                    help="where --finetune-teacher writes the teacher (default artifacts/teacher/efficientnet-lite0-<dataset>.safetensors)")
+    p.add_argument("--export-teacher", type=Path, default=None, metavar="PATH",
+                   help="save the (fine-tuned efficientnet) teacher as fp16 to PATH (+ PATH.json with its test "
+                        "accuracy) and build the cache with that copy, so the shipped teacher and cache agree")
     p.add_argument("--verify", type=Path, default=None, metavar="DIR", help="check an existing cache and print its summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_json_flag(p)
@@ -70,6 +73,47 @@ def default_teacher_file(dataset: str) -> Path | None:
         if cand.exists():
             return cand
     return None
+
+
+def _epochs_done(teacher_file: Path) -> int:
+    hist = teacher_file.with_name(teacher_file.name + ".history.json")
+    if not (teacher_file.exists() and hist.exists()):
+        return 0
+    from ..fileio import read_json  # noqa: PLC0415
+
+    return len(read_json(hist, "teacher history").get("epochs", []))
+
+
+def export_teacher(src: str | Path, dst: str | Path, dataset: str = "fashion-mnist") -> Path:
+    """Copy a fine-tuned teacher file as fp16 to ``dst`` and write ``dst`` with ``.json``: its training history,
+    the fp16 copy's test accuracy (measured here), size and sha256. Skipped when ``dst`` is already that copy."""
+    import torch  # noqa: PLC0415
+
+    from ..fileio import atomic_write_json, read_json, sha256_file  # noqa: PLC0415
+    from ..semantic.datasets import load_dataset  # noqa: PLC0415
+    from ..semantic.teachers import evaluate_teacher, load_teacher_file, save_teacher  # noqa: PLC0415
+
+    src, dst = Path(src), Path(dst)
+    info_path = dst.with_suffix(".json")
+    src_sha = sha256_file(src)
+    if dst.exists() and info_path.exists():
+        info = read_json(info_path, "teacher info")
+        if info.get("source_sha256") == src_sha and info.get("sha256") == sha256_file(dst):
+            return dst
+    t = load_teacher_file(src)
+    history = getattr(t, "history", [])
+    save_teacher(t, dst, extra={"history": history}, dtype=torch.float16)
+    t16 = load_teacher_file(dst)
+    acc = evaluate_teacher(t16, load_dataset(dataset, "test"))
+    atomic_write_json(info_path, {
+        "file": dst.name, "arch": "efficientnet-lite0", "dataset": dataset, "dtype": "float16",
+        "input_size": t16.input_size, "num_classes": t16.num_classes, "parameters": t16.describe()["parameters"],
+        "test_acc": acc, "test_acc_per_epoch_fp32": [e.get("test_acc") for e in history],
+        "history": history, "bytes": dst.stat().st_size, "sha256": sha256_file(dst), "source_sha256": src_sha,
+        "made_by": "scripts/build_default_cache.sh (sdr-tosc cache --finetune-teacher 4 --export-teacher ...)",
+    })
+    log.warning("exported %s (fp16, test accuracy %.4f)", dst, acc)
+    return dst
 
 
 def _print_summary(s: dict[str, Any]) -> None:
@@ -125,8 +169,12 @@ def run(args: argparse.Namespace) -> int:
         out_t = args.teacher_out or ARTIFACTS / f"efficientnet-lite0-{_slug(args.dataset)}.safetensors"
         train = load_dataset(args.dataset, "train")
         test = load_dataset(args.dataset, "test")
-        log.warning("fine-tuning the default teacher for %d epochs into %s", args.finetune_teacher, out_t)
-        finetune_teacher(train, test, out_t, epochs=args.finetune_teacher, input_size=args.input_size, progress=progress)
+        if _epochs_done(out_t) >= args.finetune_teacher:
+            log.warning("%s is already fine-tuned for %d epochs: using it", out_t, _epochs_done(out_t))
+        else:
+            log.warning("fine-tuning the default teacher for %d epochs into %s (resumes)", args.finetune_teacher, out_t)
+            finetune_teacher(train, test, out_t, epochs=args.finetune_teacher, input_size=args.input_size,
+                             progress=progress)
         spec = str(out_t)
     if spec is None:
         found = default_teacher_file(args.dataset)
@@ -136,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
             spec = DEFAULT_TEACHER
             log.warning("no fine-tuned teacher for %s found (zoo or %s): caching the ImageNet efficientnet-lite0 "
                         "with an untrained head; use --finetune-teacher EPOCHS for useful logits", args.dataset, ARTIFACTS)
+    if args.export_teacher is not None:
+        if not spec.endswith(".safetensors"):
+            raise ValueError("--export-teacher needs a fine-tuned teacher file (--teacher FILE or --finetune-teacher)")
+        spec = str(export_teacher(spec, args.export_teacher, args.dataset))
     teacher = load_teacher(spec, data.num_classes, input_size=args.input_size)
     out = args.out or Path("artifacts") / "cache" / f"{_slug(data.name)}-{data.split}-{_slug(Path(spec).stem)}"
     history = getattr(teacher, "history", None)
