@@ -191,7 +191,7 @@ def save_config(cfg: Any, path: str | os.PathLike[str], section: str | None = No
         if section:
             doc = {section: doc}
     elif isinstance(cfg, Mapping):
-        doc = {k: (to_dict(v) if dataclasses.is_dataclass(v) else v) for k, v in cfg.items()}
+        doc = to_dict(dict(cfg))
     else:
         raise TypeError(f"save_config needs a dataclass or a mapping, got {type(cfg).__name__}")
     path = Path(path)

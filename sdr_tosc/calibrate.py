@@ -1,0 +1,286 @@
+"""Calibration of a TX -> RX radio pair: SNR vs TX gain, carrier offset, received power.
+
+Procedure (:func:`calibrate`; devices are passed in, so the same code drives two Plutos, two USRPs, or two
+zmq radios around the channel simulator):
+
+1. For each TX gain of the sweep, transmit ``frames_per_point`` modem frames with known random QPSK payloads
+   (header ``kind = KIND_CALIBRATION``), receive and demodulate them.
+2. Per point record: frames sent / found with a good header CRC, the modem's SNR estimate (mean, std), a
+   data-aided SNR from the error vector against the known payload (an independent check of the estimator),
+   the carrier offset, and the received power in dBFS.
+3. Fit ``snr_db = slope * tx_gain_db + intercept`` by least squares over the points in the linear region
+   (frames found, SNR neither at the noise floor nor compressing at the top), report the residual, and
+   convert the mean CFO to a crystal offset in ppm (what the Pluto's ``xo_correction`` compensates).
+
+Calibration files (one per TX device, ``calibration/<device-id>.json``), results keyed by centre
+frequency, so re-running at another frequency adds to the file (written atomically)::
+
+    {
+      "format": "sdr-tosc-calibration", "version": 1,
+      "device": {"kind": "pluto", "id": "ip:192.168.2.1", ...},        # the TX radio
+      "entries": {
+        "915000000": {                                                   # centre frequency in Hz
+          "created": "2026-11-29T14:00:00Z", "tool": "sdr-tosc 0.1.0",
+          "sample_rate_hz": 1e6, "rx": {...radio settings...}, "rx_gain_db": 40.0,
+          "points": [{"tx_gain_db": -30.0, "frames_sent": 20, "frames_ok": 20, "snr_db_mean": 17.9,
+                      "snr_db_std": 0.3, "snr_data_aided_db": 17.8, "cfo_hz_mean": 2010.5,
+                      "rx_power_dbfs": -31.2}, ...],
+          "fit": {"slope_db_per_db": 1.0, "intercept_db": 47.9, "tx_gain_range_db": [-60, -10],
+                  "rms_residual_db": 0.2, "points_used": 6},
+          "cfo": {"hz": 2010.5, "ppm": 2.2}
+        }
+      }
+    }
+
+:func:`gain_for_snr` inverts the fit (used by ``sdr-tosc measure --target-snr-db``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .fileio import atomic_write_json, read_json
+from .link.stream import StreamDemodulator
+from .modem import FrameHeader, Modem
+
+FORMAT = "sdr-tosc-calibration"
+VERSION = 1
+KIND_CALIBRATION = 3
+
+
+@dataclass(frozen=True)
+class PointResult:
+    tx_gain_db: float
+    frames_sent: int
+    frames_ok: int
+    snr_db_mean: float
+    snr_db_std: float
+    snr_data_aided_db: float
+    cfo_hz_mean: float
+    rx_power_dbfs: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.__dict__.items()}
+
+
+def qpsk_payload(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` random unit-power QPSK symbols (complex64)."""
+    bits = rng.integers(0, 2, size=(n, 2))
+    return (((1 - 2 * bits[:, 0]) + 1j * (1 - 2 * bits[:, 1])) / math.sqrt(2)).astype(np.complex64)
+
+
+def data_aided_snr_db(sent: np.ndarray, received: np.ndarray) -> float:
+    """SNR of equalised symbols against the known ones: ``10 log10(P_sent / mean |rx - sent|^2)``."""
+    sent = np.asarray(sent, np.complex128)
+    received = np.asarray(received, np.complex128)
+    if sent.shape != received.shape or sent.size == 0:
+        raise ValueError(f"sent and received symbols must have the same non-zero shape, got {sent.shape} and {received.shape}")
+    err = float(np.mean(np.abs(received - sent) ** 2))
+    return 10.0 * math.log10(float(np.mean(np.abs(sent) ** 2)) / max(err, 1e-15))
+
+
+def power_dbfs(iq: np.ndarray) -> float:
+    p = float(np.mean(np.abs(iq.astype(np.complex128)) ** 2)) if iq.size else 0.0
+    return 10.0 * math.log10(p) if p > 0 else -math.inf
+
+
+def measure_point(
+    tx_radio: Any,
+    rx_radio: Any,
+    modem: Modem,
+    frames: int = 20,
+    payload_symbols: int = 92,
+    seed: int = 0,
+    pack_gap_samples: int = 0,
+    rx_chunk_samples: int = 32768,
+    max_idle_samples: int = 100_000,
+) -> PointResult:
+    """Send ``frames`` calibration frames at the TX radio's current gain and measure them at the RX radio.
+
+    ``pack_gap_samples > 0`` sends all frames in one ``tx`` call separated by that many zeros (real radios);
+    0 sends one burst per call (the channel simulator spaces them).
+    """
+    rng = np.random.default_rng(seed)
+    payloads = {i: qpsk_payload(rng, payload_symbols) for i in range(frames)}
+    bursts = [modem.modulate(payloads[i], FrameHeader(seq=i, kind=KIND_CALIBRATION)) for i in range(frames)]
+    stream = StreamDemodulator(modem, modem.burst_length(payload_symbols))
+    if pack_gap_samples:
+        gap = np.zeros(pack_gap_samples, np.complex64)
+        tx_radio.tx(np.concatenate([x for b in bursts for x in (b, gap)]))
+    else:
+        for b in bursts:
+            tx_radio.tx(b)
+    found: dict[int, Any] = {}
+    powers: list[float] = []
+    airtime = sum(b.size for b in bursts) + frames * pack_gap_samples
+    read, idle = 0, 0
+    while len(found) < frames and (read < airtime or idle < max_idle_samples):
+        chunk = rx_radio.rx(rx_chunk_samples)
+        chunk_start = read
+        read += chunk.size
+        before = len(found)
+        for f in stream.push(chunk):
+            if f.header_ok and f.header.kind == KIND_CALIBRATION and f.header.seq in payloads and f.header.seq not in found:
+                found[f.header.seq] = f
+                a, b = f.start - chunk_start, f.end - chunk_start
+                if 0 <= a < b <= chunk.size:  # received power over the burst itself, when this chunk holds it
+                    powers.append(power_dbfs(chunk[a:b]))
+        idle = 0 if len(found) > before else idle + chunk.size
+    for f in stream.flush():
+        if f.header_ok and f.header.kind == KIND_CALIBRATION and f.header.seq in payloads:
+            found.setdefault(f.header.seq, f)
+    if not found:
+        return PointResult(float(tx_radio.tx_gain_db), frames, 0, math.nan, math.nan, math.nan, math.nan,
+                           float(np.mean(powers)) if powers else math.nan)
+    snrs = np.array([f.snr_db for f in found.values()])
+    sent = np.concatenate([payloads[s] for s in found])
+    recv = np.concatenate([found[s].symbols for s in found])
+    return PointResult(
+        tx_gain_db=float(tx_radio.tx_gain_db),
+        frames_sent=frames,
+        frames_ok=len(found),
+        snr_db_mean=float(snrs.mean()),
+        snr_db_std=float(snrs.std()),
+        snr_data_aided_db=data_aided_snr_db(sent, recv),
+        cfo_hz_mean=float(np.mean([f.cfo_hz for f in found.values()])),
+        rx_power_dbfs=float(np.mean(powers)) if powers else math.nan,
+    )
+
+
+def fit_gain_curve(points: Sequence[PointResult], min_found: float = 0.5) -> dict[str, Any]:
+    """Least-squares line ``snr = slope * gain + intercept`` over the linear region of the sweep.
+
+    Points are used when at least ``min_found`` of their frames were found; from the sorted points, the
+    top ones that no longer rise (compression: less than 0.5 dB per dB against the previous point) are
+    dropped. Needs two points; raises ValueError otherwise.
+    """
+    usable = sorted((p for p in points if p.frames_sent and p.frames_ok / p.frames_sent >= min_found
+                     and math.isfinite(p.snr_db_mean)), key=lambda p: p.tx_gain_db)
+    while len(usable) > 2:
+        a, b = usable[-2], usable[-1]
+        if (b.snr_db_mean - a.snr_db_mean) < 0.5 * (b.tx_gain_db - a.tx_gain_db):
+            usable.pop()
+        else:
+            break
+    if len(usable) < 2:
+        raise ValueError(
+            f"calibration needs at least 2 TX gains where frames were received, got {len(usable)}: "
+            "widen the gain sweep, move the antennas closer, or raise the RX gain"
+        )
+    g = np.array([p.tx_gain_db for p in usable])
+    s = np.array([p.snr_db_mean for p in usable])
+    slope, intercept = np.polyfit(g, s, 1)
+    resid = s - (slope * g + intercept)
+    return {
+        "slope_db_per_db": float(slope),
+        "intercept_db": float(intercept),
+        "tx_gain_range_db": [float(g.min()), float(g.max())],
+        "rms_residual_db": float(np.sqrt(np.mean(resid ** 2))),
+        "points_used": len(usable),
+    }
+
+
+def cfo_ppm(cfo_hz: float, center_freq_hz: float) -> float:
+    """Carrier offset as a crystal offset in parts per million of the centre frequency."""
+    if center_freq_hz <= 0:
+        raise ValueError(f"center_freq_hz must be > 0, got {center_freq_hz}")
+    return float(cfo_hz) / float(center_freq_hz) * 1e6
+
+
+def calibrate(
+    tx_radio: Any,
+    rx_radio: Any,
+    tx_gains_db: Sequence[float],
+    modem: Modem | None = None,
+    frames_per_point: int = 20,
+    seed: int = 0,
+    pack_gap_samples: int = 0,
+    progress: Callable[[PointResult], None] | None = None,
+) -> dict[str, Any]:
+    """Run the sweep and return one calibration entry (see the module docstring for its schema)."""
+    if len(tx_gains_db) < 2:
+        raise ValueError(f"a calibration sweep needs at least 2 TX gains, got {list(tx_gains_db)}")
+    modem = modem or Modem()
+    points = []
+    for i, g in enumerate(tx_gains_db):
+        tx_radio.tx_gain_db = float(g)
+        p = measure_point(tx_radio, rx_radio, modem, frames_per_point, seed=seed + i, pack_gap_samples=pack_gap_samples)
+        points.append(p)
+        if progress is not None:
+            progress(p)
+    fc = float(tx_radio.center_freq_hz)
+    ok = [p for p in points if p.frames_ok]
+    cfo = float(np.mean([p.cfo_hz_mean for p in ok])) if ok else math.nan
+    entry: dict[str, Any] = {
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tool": f"sdr-tosc {__version__}",
+        "sample_rate_hz": float(tx_radio.sample_rate_hz),
+        "tx": tx_radio.settings(),
+        "rx": rx_radio.settings(),
+        "rx_gain_db": float(rx_radio.rx_gain_db),
+        "points": [p.as_dict() for p in points],
+        "cfo": {"hz": cfo, "ppm": cfo_ppm(cfo, fc) if math.isfinite(cfo) else None},
+    }
+    try:
+        entry["fit"] = fit_gain_curve(points)
+    except ValueError as exc:
+        entry["fit"] = None
+        entry["fit_error"] = str(exc)
+    return entry
+
+
+def device_id(radio: Any) -> str:
+    """A file-name-safe identifier of a radio: its serial, URI or endpoint, else its kind."""
+    for attr in ("serial", "uri", "tx_endpoint", "rx_endpoint"):
+        v = getattr(radio, attr, None)
+        if v:
+            return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{radio.kind}-{v}").strip("_")
+    return str(getattr(radio, "kind", "radio"))
+
+
+def save_entry(path: str | Path, device: dict[str, Any], center_freq_hz: float, entry: dict[str, Any]) -> Path:
+    """Add (or replace) the entry for ``center_freq_hz`` in the calibration file ``path``, atomically."""
+    path = Path(path)
+    doc = load_calibration(path) if path.exists() else {"format": FORMAT, "version": VERSION, "device": device, "entries": {}}
+    doc["device"] = device
+    doc["entries"][str(int(round(center_freq_hz)))] = entry
+    atomic_write_json(path, doc)
+    return path
+
+
+def load_calibration(path: str | Path) -> dict[str, Any]:
+    doc = read_json(path, "calibration file")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an sdr-tosc calibration file (format={doc.get('format') if isinstance(doc, dict) else None!r})")
+    if doc.get("version") != VERSION:
+        raise ValueError(f"{path}: calibration version {doc.get('version')!r} is not supported (expected {VERSION})")
+    if not isinstance(doc.get("entries"), dict):
+        raise ValueError(f"{path}: calibration file has no 'entries' table")
+    return doc
+
+
+def lookup(doc: dict[str, Any], center_freq_hz: float) -> dict[str, Any]:
+    """The entry measured closest to ``center_freq_hz``."""
+    if not doc["entries"]:
+        raise ValueError("calibration file has no entries")
+    key = min(doc["entries"], key=lambda k: abs(float(k) - center_freq_hz))
+    return doc["entries"][key]
+
+
+def gain_for_snr(entry: dict[str, Any], target_snr_db: float) -> float:
+    """TX gain that gives ``target_snr_db`` according to the entry's fit (clipped to the measured range)."""
+    fit = entry.get("fit")
+    if not fit:
+        raise ValueError(f"this calibration entry has no fit ({entry.get('fit_error', 'unknown reason')}); re-run calibrate")
+    g = (float(target_snr_db) - fit["intercept_db"]) / fit["slope_db_per_db"]
+    lo, hi = fit["tx_gain_range_db"]
+    return float(min(hi, max(lo, g)))

@@ -1,0 +1,309 @@
+"""The semantic link: transmitter, receiver and a run that ties them to radios.
+
+Transmitter (:class:`SemanticTransmitter`): images -> ``student.encode(images, snr_fb)`` -> one modem burst
+per image (header: ``seq``, ``kind=KIND_SEMANTIC``, ``length`` = symbols sent, ``snr_report_db`` = the SNR
+the encoder was conditioned on) -> ``radio.tx``. ``snr_fb`` is the receiver's smoothed report from the
+feedback channel (:mod:`sdr_tosc.link.feedback`), or the initial guess before any report arrived.
+
+Receiver (:class:`SemanticReceiver`): ``radio.rx`` chunks -> :class:`~sdr_tosc.link.stream.StreamDemodulator`
+-> for every frame whose header CRC passed: ``student.decode(symbols, snr_dec)`` -> class, and a feedback
+report ``(seq, snr_db, cfo_hz)`` to the transmitter.
+
+``snr_dec`` is the frame's post-equalisation SNR: the modem reports, per payload symbol, the noise variance
+after zero-forcing (``RxFrame.noise_var``, unit-power symbols), so ``snr_dec = -10 log10(mean(noise_var))``.
+On a flat channel it equals the frame SNR (DESIGN.md definition) plus the OFDM spreading term
+``10 log10(fft_size / used_bins)``; on a frequency-selective channel it includes the ZF noise enhancement,
+which is what the decoder actually faces. The frame SNR (``RxFrame.snr_db``) is what is reported and fed
+back, so every figure the user sees uses the one SNR definition.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..modem import FrameHeader, Modem, RxFrame
+from .feedback import FeedbackReceiver, FeedbackSender
+from .stream import StreamDemodulator
+
+log = logging.getLogger(__name__)
+
+KIND_SEMANTIC = 0
+SEQ_MOD = 65536
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Settings of a link run (saved beside results).
+
+    Attributes:
+        batch_size: images encoded per call (one burst each).
+        initial_snr_db: SNR the transmitter assumes before the first feedback report.
+        pack_bursts: send a batch as one ``tx`` call with ``gap_samples`` zeros between bursts (real radios);
+            otherwise one ``tx`` call per burst (the channel simulator then spaces bursts itself and reports
+            a true SNR per burst).
+        gap_samples: zeros between packed bursts.
+        rx_chunk_samples: samples per ``radio.rx`` call.
+        rx_slack_samples: extra samples read after a batch's airtime before declaring missing frames lost.
+        feedback_alpha: EWMA weight of a new SNR report at the transmitter.
+    """
+
+    batch_size: int = 16
+    initial_snr_db: float = 10.0
+    pack_bursts: bool = False
+    gap_samples: int = 400
+    rx_chunk_samples: int = 32768
+    rx_slack_samples: int = 60000
+    feedback_alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"LinkConfig.batch_size must be >= 1, got {self.batch_size}")
+        if not math.isfinite(self.initial_snr_db):
+            raise ValueError(f"LinkConfig.initial_snr_db must be finite, got {self.initial_snr_db}")
+        if self.gap_samples < 0 or self.rx_chunk_samples < 1 or self.rx_slack_samples < 0:
+            raise ValueError("LinkConfig: gap_samples/rx_slack_samples must be >= 0 and rx_chunk_samples >= 1")
+        if not 0 < self.feedback_alpha <= 1:
+            raise ValueError(f"LinkConfig.feedback_alpha must be in (0, 1], got {self.feedback_alpha}")
+
+
+@dataclass
+class SentFrame:
+    seq: int
+    index: int  # position of the image in the run
+    n_symbols: int
+    snr_tx_db: float  # SNR the encoder was conditioned on
+    burst_samples: int
+
+
+@dataclass
+class FrameResult:
+    """One received semantic frame."""
+
+    seq: int
+    pred: int
+    snr_db: float  # frame SNR estimate (DESIGN.md definition)
+    snr_dec_db: float  # post-equalisation SNR given to the decoder
+    cfo_hz: float
+    n_symbols: int
+    start: int
+    snr_tx_db: float | None  # what the encoder assumed (from the header)
+
+
+def decoder_snr_db(frame: RxFrame) -> float:
+    """Post-equalisation SNR of a frame's payload symbols (see the module docstring)."""
+    nv = np.asarray(frame.noise_var, dtype=np.float64)
+    if nv.size == 0 or not np.all(np.isfinite(nv)):
+        return float(frame.snr_db)
+    return float(-10.0 * np.log10(max(float(nv.mean()), 1e-12)))
+
+
+class SemanticTransmitter:
+    def __init__(self, student: Any, modem: Modem, radio: Any, config: LinkConfig = LinkConfig(),
+                 feedback: FeedbackReceiver | None = None):
+        self.student, self.modem, self.radio, self.config, self.feedback = student, modem, radio, config, feedback
+        self.sent = 0
+
+    def current_snr_db(self) -> float:
+        return self.feedback.snr_db() if self.feedback is not None else self.config.initial_snr_db
+
+    def send(self, images: np.ndarray, first_index: int = 0) -> list[SentFrame]:
+        """Encode and transmit a batch of uint8 images ``[B, H, W, C]``; one burst per image.
+
+        The header's ``seq`` is the image's index in the run (``first_index + i``) modulo 65536, so a
+        receiver on another host that knows the data set can score its predictions.
+        """
+        snr = self.current_snr_db()
+        symbols = self.student.encode(images, snr)
+        bursts, records = [], []
+        for i, sym in enumerate(symbols):
+            seq = (first_index + i) % SEQ_MOD
+            header = FrameHeader(seq=seq, kind=KIND_SEMANTIC, snr_report_db=snr)
+            iq = self.modem.modulate(np.ascontiguousarray(sym, dtype=np.complex64), header)
+            bursts.append(iq)
+            records.append(SentFrame(seq, first_index + i, int(sym.size), snr, int(iq.size)))
+        if self.config.pack_bursts:
+            gap = np.zeros(self.config.gap_samples, np.complex64)
+            parts = []
+            for b in bursts:
+                parts += [b, gap]
+            self.radio.tx(np.concatenate(parts))
+        else:
+            for b in bursts:
+                self.radio.tx(b)
+        self.sent += len(bursts)
+        return records
+
+
+class SemanticReceiver:
+    def __init__(self, student: Any, modem: Modem, radio: Any, config: LinkConfig = LinkConfig(),
+                 feedback: FeedbackSender | None = None):
+        self.student, self.modem, self.radio, self.config, self.feedback = student, modem, radio, config, feedback
+        self.stream = StreamDemodulator(modem, modem.burst_length(student.k_max))
+        self.frames_bad_header = 0
+        self.frames_other_kind = 0
+        self.last_frames: list[RxFrame] = []
+        self.last_chunk: np.ndarray | None = None
+
+    def _decode(self, frames: list[RxFrame]) -> list[FrameResult]:
+        good = []
+        for f in frames:
+            if not f.header_ok:
+                self.frames_bad_header += 1
+                continue
+            if f.header.kind != KIND_SEMANTIC or f.header.length < 1 or f.header.length > self.student.k_max:
+                self.frames_other_kind += 1
+                continue
+            good.append(f)
+        if good:
+            self.last_frames = good
+        out = []
+        for f in good:
+            snr_dec = decoder_snr_db(f)
+            logits = self.student.decode(f.symbols[None, :], snr_dec)
+            out.append(FrameResult(f.header.seq, int(np.argmax(logits[0])), float(f.snr_db), snr_dec,
+                                   float(f.cfo_hz), int(f.header.length), int(f.start), f.header.snr_report_db))
+            if self.feedback is not None:
+                self.feedback.send(f.header.seq, float(f.snr_db), float(f.cfo_hz))
+        return out
+
+    def receive(self, n_samples: int) -> list[FrameResult]:
+        """Read ``n_samples`` from the radio (in chunks) and return the semantic frames completed."""
+        out: list[FrameResult] = []
+        left = int(n_samples)
+        while left > 0:
+            n = min(left, self.config.rx_chunk_samples)
+            chunk = self.radio.rx(n)
+            self.last_chunk = chunk
+            out += self._decode(self.stream.push(chunk))
+            left -= n
+        return out
+
+    def flush(self) -> list[FrameResult]:
+        return self._decode(self.stream.flush())
+
+
+@dataclass
+class LinkReport:
+    """What a link run measured. Accuracies are fractions; lost frames count as wrong in ``accuracy``."""
+
+    images: int
+    received: int
+    correct: int
+    accuracy: float
+    accuracy_received: float
+    frame_loss: float
+    snr_db_mean: float
+    snr_db_median: float
+    cfo_hz_mean: float
+    symbols_mean: float
+    wall_s: float
+    images_per_s: float
+    frames: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("frames")
+        return d
+
+
+def run_link(
+    tx: SemanticTransmitter,
+    rx: SemanticReceiver,
+    images: np.ndarray,
+    labels: np.ndarray,
+    progress: bool = True,
+    on_batch: Callable[[list[FrameResult]], None] | None = None,
+    truth: Callable[[], list[dict[str, Any]]] | None = None,
+) -> LinkReport:
+    """Send every image through ``tx``, read it back with ``rx`` (same process, one batch at a time)."""
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 [N, H, W, C], got {images.dtype} {images.shape}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must be [N] for N = {images.shape[0]} images, got {labels.shape}")
+    n = images.shape[0]
+    cfg = tx.config
+    results: dict[int, FrameResult] = {}
+    sent_all: list[SentFrame] = []
+    outstanding: dict[int, SentFrame] = {}  # seq -> frame sent and not yet received
+    t0 = time.perf_counter()
+    bar = tqdm(total=n, desc="link", unit="img", disable=not progress)
+
+    def absorb(got: list[FrameResult]) -> None:
+        for r in got:
+            s = outstanding.pop(r.seq, None)
+            if s is not None:
+                results[s.index] = r
+        if on_batch is not None:
+            on_batch(got)
+
+    for b0 in range(0, n, cfg.batch_size):
+        batch = images[b0:b0 + cfg.batch_size]
+        sent = tx.send(batch, first_index=b0)
+        sent_all += sent
+        for s in sent:
+            lost = outstanding.pop(s.seq, None)  # a seq number reused after 65536 frames: the old one is lost
+            if lost is not None:
+                log.debug("frame %d never arrived", lost.index)
+            outstanding[s.seq] = s
+        # read the batch's airtime, then keep reading while frames keep arriving, up to the slack
+        airtime = sum(s.burst_samples for s in sent) + len(sent) * cfg.gap_samples
+        absorb(rx.receive(airtime))
+        idle = 0
+        while outstanding and idle < cfg.rx_slack_samples:
+            before = len(outstanding)
+            absorb(rx.receive(cfg.rx_chunk_samples))
+            idle = 0 if len(outstanding) < before else idle + cfg.rx_chunk_samples
+        bar.update(len(batch))
+        if progress and results:
+            correct = sum(int(r.pred == labels[i]) for i, r in results.items())
+            last = results[max(results)]
+            bar.set_postfix(acc=f"{correct / (b0 + len(batch)):.3f}", snr=f"{last.snr_db:.1f}dB", k=last.n_symbols)
+    absorb(rx.flush())
+    bar.close()
+    wall = time.perf_counter() - t0
+    truths = truth() if truth is not None else []
+    return _report(sent_all, results, labels, wall, truths)
+
+
+def _report(sent: list[SentFrame], results: dict[int, FrameResult], labels: np.ndarray, wall: float,
+            truths: list[dict[str, Any]]) -> LinkReport:
+    n = len(sent)
+    correct = sum(int(r.pred == labels[i]) for i, r in results.items())
+    snrs = np.array([r.snr_db for r in results.values()]) if results else np.zeros(0)
+    frames = []
+    for s in sent:
+        r = results.get(s.index)
+        rec: dict[str, Any] = {"index": s.index, "seq": s.seq, "label": int(labels[s.index]),
+                               "snr_tx_db": s.snr_tx_db, "n_symbols": s.n_symbols, "received": r is not None}
+        if r is not None:
+            rec.update(pred=r.pred, snr_db=r.snr_db, snr_dec_db=r.snr_dec_db, cfo_hz=r.cfo_hz, start=r.start)
+        frames.append(rec)
+    if truths and len(truths) >= n:
+        # the channel simulator reports one record per burst, in send order
+        for rec, t in zip(frames, truths[-n:], strict=True):
+            if "snr_db" in t and t["snr_db"] is not None:
+                rec["snr_true_db"] = float(t["snr_db"])
+    return LinkReport(
+        images=n,
+        received=len(results),
+        correct=correct,
+        accuracy=correct / n if n else 0.0,
+        accuracy_received=correct / len(results) if results else 0.0,
+        frame_loss=1.0 - len(results) / n if n else 0.0,
+        snr_db_mean=float(snrs.mean()) if snrs.size else float("nan"),
+        snr_db_median=float(np.median(snrs)) if snrs.size else float("nan"),
+        cfo_hz_mean=float(np.mean([r.cfo_hz for r in results.values()])) if results else float("nan"),
+        symbols_mean=float(np.mean([s.n_symbols for s in sent])) if sent else 0.0,
+        wall_s=wall,
+        images_per_s=n / wall if wall > 0 else float("inf"),
+        frames=frames,
+    )
