@@ -114,6 +114,8 @@ class ChannelSimulator:
         control_endpoint: str = "tcp://127.0.0.1:0",
         raw: bool = False,
         out_pattern: str = "rep",
+        in_connect: bool = False,
+        out_connect: bool = False,
         start_timeout_s: float = 30.0,
         control_timeout_s: float = 5.0,
         python: str | None = None,
@@ -123,6 +125,7 @@ class ChannelSimulator:
         self._endpoints_wanted = (in_endpoint, out_endpoint, control_endpoint)
         self.raw = raw
         self.out_pattern = out_pattern
+        self.in_connect, self.out_connect = in_connect, out_connect
         self.start_timeout_s = start_timeout_s
         self.control_timeout_s = control_timeout_s
         self.python = python or sys.executable
@@ -140,6 +143,10 @@ class ChannelSimulator:
                "--out-pattern", self.out_pattern]
         if self.raw:
             cmd.append("--raw")
+        if self.in_connect:
+            cmd.append("--in-connect")
+        if self.out_connect:
+            cmd.append("--out-connect")
         for name, val in cfg.to_json().items():
             if name in ("max_pending_samples", "idle_ref_power_dbfs", "dc_offset_i", "dc_offset_q", "taps"):
                 continue

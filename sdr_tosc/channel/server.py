@@ -56,6 +56,8 @@ class ChannelServer:
         in_format: str = "framed",
         out_format: str = "framed",
         out_pattern: str = "rep",
+        in_connect: bool = False,
+        out_connect: bool = False,
     ) -> None:
         import zmq
 
@@ -71,9 +73,10 @@ class ChannelServer:
         self._out_seq = 0
         self._rate_warned = False
         self.started = time.monotonic()
-        self.sock_in = self._bind(zmq.PULL, in_endpoint, "--in")
+        self.sock_in = self._bind(zmq.PULL, in_endpoint, "--in", connect=in_connect)
         self.sock_in.setsockopt(zmq.RCVHWM, 16)
-        self.sock_out = self._bind(zmq.ROUTER if out_pattern == "rep" else zmq.PUSH, out_endpoint, "--out")
+        self.sock_out = self._bind(zmq.ROUTER if out_pattern == "rep" else zmq.PUSH, out_endpoint, "--out",
+                                   connect=out_connect)
         if out_pattern == "push":
             self.sock_out.setsockopt(zmq.SNDHWM, 16)
         self.sock_ctl = self._bind(zmq.REP, control_endpoint, "--control") if control_endpoint else None
@@ -82,13 +85,18 @@ class ChannelServer:
             "out": self._last(self.sock_out),
             "control": self._last(self.sock_ctl) if self.sock_ctl else None,
         }
+        if in_connect:
+            self.endpoints["in"] = wire.normalize_endpoint(in_endpoint)
+        if out_connect:
+            self.endpoints["out"] = wire.normalize_endpoint(out_endpoint)
 
-    def _bind(self, kind: int, endpoint: str, flag: str):
-        ep = wire.normalize_endpoint(endpoint, for_bind=True, what=f"{flag} endpoint")
+    def _bind(self, kind: int, endpoint: str, flag: str, connect: bool = False):
+        """Bind (default) or connect (to a peer that binds, e.g. GNU Radio's zeromq push_sink)."""
+        ep = wire.normalize_endpoint(endpoint, for_bind=not connect, what=f"{flag} endpoint")
         s = self.ctx.socket(kind)
         s.setsockopt(self._zmq.LINGER, 0)
         try:
-            s.bind(ep)
+            s.connect(ep) if connect else s.bind(ep)
         except self._zmq.ZMQError as exc:
             s.close(0)
             self.close()
@@ -99,7 +107,7 @@ class ChannelServer:
     def _last(sock) -> str:
         import zmq
 
-        return sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        return sock.getsockopt(zmq.LAST_ENDPOINT).decode() or "(connected)"
 
     # -- main loop ------------------------------------------------------------------------------------
     def stop(self, *_: Any) -> None:
@@ -273,10 +281,12 @@ def _json_default(o: Any) -> Any:
 
 def run_server(config: ChannelConfig, in_endpoint: str, out_endpoint: str, control_endpoint: str | None,
                *, in_format: str = "framed", out_format: str = "framed", out_pattern: str = "rep",
+               in_connect: bool = False, out_connect: bool = False,
                max_seconds: float | None = None) -> dict[str, Any]:
     """Run a channel in the foreground with SIGINT/SIGTERM handled; returns the final stats."""
     server = ChannelServer(config, in_endpoint, out_endpoint, control_endpoint, in_format=in_format,
-                           out_format=out_format, out_pattern=out_pattern)
+                           out_format=out_format, out_pattern=out_pattern, in_connect=in_connect,
+                           out_connect=out_connect)
     old = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
