@@ -103,6 +103,7 @@ def measure_point(
     pack_gap_samples: int = 0,
     rx_chunk_samples: int = 32768,
     max_idle_samples: int = 100_000,
+    after_send: Callable[[], None] | None = None,
 ) -> PointResult:
     """Send ``frames`` calibration frames at the TX radio's current gain and measure them at the RX radio.
 
@@ -119,6 +120,8 @@ def measure_point(
     else:
         for b in bursts:
             tx_radio.tx(b)
+    if after_send is not None:
+        after_send()
     found: dict[int, Any] = {}
     powers: list[float] = []
     airtime = sum(b.size for b in bursts) + frames * pack_gap_samples
@@ -205,6 +208,7 @@ def calibrate(
     seed: int = 0,
     pack_gap_samples: int = 0,
     progress: Callable[[PointResult], None] | None = None,
+    after_send: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run the sweep and return one calibration entry (see the module docstring for its schema)."""
     if len(tx_gains_db) < 2:
@@ -213,7 +217,8 @@ def calibrate(
     points = []
     for i, g in enumerate(tx_gains_db):
         tx_radio.tx_gain_db = float(g)
-        p = measure_point(tx_radio, rx_radio, modem, frames_per_point, seed=seed + i, pack_gap_samples=pack_gap_samples)
+        p = measure_point(tx_radio, rx_radio, modem, frames_per_point, seed=seed + i,
+                          pack_gap_samples=pack_gap_samples, after_send=after_send)
         points.append(p)
         if progress is not None:
             progress(p)

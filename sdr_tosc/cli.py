@@ -19,6 +19,9 @@ from . import __version__
 #: Verb name -> module under sdr_tosc.commands, in the order ``--help`` lists them.
 VERBS: dict[str, str] = {
     "info": "info",
+    "demo": "demo",
+    "measure": "measure",
+    "calibrate": "calibrate",
     "cache": "cache",
     "channel": "channel",
 }

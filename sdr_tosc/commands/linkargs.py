@@ -102,3 +102,109 @@ def modem_config(args: argparse.Namespace) -> Any:
     from ..modem import ModemConfig
 
     return ModemConfig(sample_rate_hz=args.sample_rate_hz)
+
+
+# ------------------------------------------------------------------------------------------- radios
+def add_radio_args(p: argparse.ArgumentParser, role: str) -> None:
+    """Flags for one radio. ``role`` is ``tx``, ``rx`` (one radio) or ``pair`` (--tx-* and --rx-* radios)."""
+    if role == "pair":
+        g = p.add_argument_group(
+            "radios (a TX and an RX radio on this host; without --tx-radio/--rx-radio the loopback simulator is used)")
+        for side in ("tx", "rx"):
+            g.add_argument(f"--{side}-radio", choices=RADIO_KINDS, help=f"{side.upper()} radio backend")
+            g.add_argument(f"--{side}-uri", help=f"{side.upper()} radio address: Pluto URI (ip:192.168.2.1), "
+                           "USRP device args (type=b200,serial=...), zmq endpoint")
+            g.add_argument(f"--{side}-opt", action="append", default=[], metavar="KEY=VALUE",
+                           help=f"extra {side.upper()} radio setting (repeatable), e.g. xo_correction_hz=40000000")
+    else:
+        g = p.add_argument_group("radio")
+        g.add_argument("--radio", choices=RADIO_KINDS, default="zmq", help="radio backend (default %(default)s)")
+        g.add_argument("--uri", help="Pluto URI (ip:192.168.2.1), USRP device args (type=b200), or zmq endpoint "
+                       f"(default tcp://127.0.0.1:{5555 if role == 'tx' else 5556}, the channel simulator's "
+                       f"{'--in' if role == 'tx' else '--out'})")
+        g.add_argument("--radio-opt", action="append", default=[], metavar="KEY=VALUE",
+                       help="extra radio setting (repeatable), e.g. xo_correction_hz=40000000")
+    g.add_argument("--center-freq-hz", type=float, help="RF centre frequency (default: the profile's)")
+    g.add_argument("--tx-gain-db", dest="radio_tx_gain_db", type=float, help="TX gain (Pluto: -89.75..0)")
+    g.add_argument("--rx-gain-db", dest="radio_rx_gain_db", type=float, help="RX gain (manual)")
+
+
+def parse_opts(items: list[str], flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} {item!r}: use KEY=VALUE, e.g. {flag} rx_buffer_samples=65536")
+        out[key.strip()] = _auto(text.strip())
+    return out
+
+
+def _auto(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def open_radio_from(kind: str, uri: str | None, role: str, opts: dict[str, Any], args: argparse.Namespace) -> Any:
+    """Open a radio for ``role`` (tx/rx) with the shared settings flags."""
+    from ..radio import open_radio
+
+    settings: dict[str, Any] = {"sample_rate_hz": args.sample_rate_hz}
+    if args.center_freq_hz is not None:
+        settings["center_freq_hz"] = args.center_freq_hz
+    if args.radio_tx_gain_db is not None:
+        settings["tx_gain_db"] = args.radio_tx_gain_db
+    if args.radio_rx_gain_db is not None:
+        settings["rx_gain_db"] = args.radio_rx_gain_db
+    if kind == "zmq":
+        endpoint = uri or ("tcp://127.0.0.1:5555" if role == "tx" else "tcp://127.0.0.1:5556")
+        settings[f"{role}_endpoint"] = endpoint
+    elif kind == "pluto":
+        if uri:
+            settings["uri"] = uri
+    elif kind == "usrp":
+        if uri:
+            settings["device_args"] = uri
+    settings.update(opts)
+    return open_radio(kind, **settings)
+
+
+def radio_pair(args: argparse.Namespace, chan: dict[str, Any] | None):
+    """Context manager -> ``(tx_radio, rx_radio, channel_or_None)``.
+
+    With ``--tx-radio``/``--rx-radio`` it opens those two radios (both on this host); otherwise it starts the
+    channel simulator with ``chan`` settings and opens two zmq radios around it.
+    """
+    import contextlib
+
+    @contextlib.contextmanager
+    def _cm():
+        with contextlib.ExitStack() as stack:
+            if args.tx_radio or args.rx_radio:
+                if not (args.tx_radio and args.rx_radio):
+                    raise ValueError("give both --tx-radio and --rx-radio (or neither, for the loopback simulator)")
+                tx = stack.enter_context(open_radio_from(args.tx_radio, args.tx_uri, "tx",
+                                                         parse_opts(args.tx_opt, "--tx-opt"), args))
+                rx = stack.enter_context(open_radio_from(args.rx_radio, args.rx_uri, "rx",
+                                                         parse_opts(args.rx_opt, "--rx-opt"), args))
+                yield tx, rx, None
+                return
+            from ..channel import ChannelSimulator
+            from ..radio import open_radio
+
+            ch = stack.enter_context(ChannelSimulator(**chan))
+            settings = {"sample_rate_hz": args.sample_rate_hz}
+            if args.center_freq_hz is not None:
+                settings["center_freq_hz"] = args.center_freq_hz
+            tx = stack.enter_context(open_radio("zmq", tx_endpoint=ch.in_endpoint,
+                                                tx_gain_db=args.radio_tx_gain_db or 0.0, **settings))
+            rx = stack.enter_context(open_radio("zmq", rx_endpoint=ch.out_endpoint, **settings))
+            yield tx, rx, ch
+
+    return _cm()

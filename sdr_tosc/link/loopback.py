@@ -19,6 +19,16 @@ from .feedback import FeedbackReceiver, FeedbackSender
 from .session import LinkConfig, LinkReport, SemanticReceiver, SemanticTransmitter, run_link
 
 
+def channel_barrier(channel: Any, radio: Any, timeout_s: float = 10.0) -> None:
+    """Wait until the channel simulator has taken in every sample ``radio`` has sent (a handshake).
+
+    The simulator's timeline advances when the receiver asks for samples, not with wall-clock time, so a
+    receiver that reads before the transmitter's bursts have crossed the socket would read past them
+    (on a loaded machine that happens). Calling this after each ``tx`` batch orders the two.
+    """
+    channel.wait_received(radio.counters.tx_samples, timeout_s=timeout_s)
+
+
 @dataclass
 class Loopback:
     channel: Any  # sdr_tosc.channel.ChannelSimulator
@@ -52,8 +62,8 @@ def open_loopback(
                                                          initial_snr_db=link.initial_snr_db,
                                                          alpha=link.feedback_alpha))
             fb_tx = stack.enter_context(FeedbackSender(fb_rx.endpoint))
-        yield Loopback(ch, SemanticTransmitter(student, modem, txr, link, fb_rx),
-                       SemanticReceiver(student, modem, rxr, link, fb_tx))
+        tx = SemanticTransmitter(student, modem, txr, link, fb_rx, after_send=lambda: channel_barrier(ch, txr))
+        yield Loopback(ch, tx, SemanticReceiver(student, modem, rxr, link, fb_tx))
 
 
 def run_loopback(

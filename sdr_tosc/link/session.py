@@ -106,8 +106,10 @@ def decoder_snr_db(frame: RxFrame) -> float:
 
 class SemanticTransmitter:
     def __init__(self, student: Any, modem: Modem, radio: Any, config: LinkConfig = LinkConfig(),
-                 feedback: FeedbackReceiver | None = None):
+                 feedback: FeedbackReceiver | None = None, after_send: Callable[[], None] | None = None):
+        """``after_send`` runs after each batch (the loopback uses it to wait for the simulator)."""
         self.student, self.modem, self.radio, self.config, self.feedback = student, modem, radio, config, feedback
+        self.after_send = after_send
         self.sent = 0
 
     def current_snr_db(self) -> float:
@@ -137,6 +139,8 @@ class SemanticTransmitter:
         else:
             for b in bursts:
                 self.radio.tx(b)
+        if self.after_send is not None:
+            self.after_send()
         self.sent += len(bursts)
         return records
 

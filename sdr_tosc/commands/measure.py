@@ -1,0 +1,120 @@
+"""``sdr-tosc measure``: accuracy-vs-SNR campaigns over the simulator or real radios."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import add_json_flag, parse_range, write_result
+from .linkargs import (
+    add_link_args,
+    add_loopback_channel_args,
+    add_radio_args,
+    add_student_args,
+    channel_settings,
+    link_config,
+    load_images,
+    load_student,
+    modem_config,
+    radio_pair,
+)
+
+HELP = "measurement campaign: task accuracy vs measured SNR, sweeping the channel's SNR or the TX gain"
+EXAMPLES = """
+  sdr-tosc measure --sweep-snr-db -5:25:5 --images 300 --json m.json --plot m.png      # loopback simulator
+  sdr-tosc measure --sweep-snr-db 0:20:5 --multipath epa --fading rayleigh --images 200
+  sdr-tosc measure --tx-radio pluto --tx-uri ip:192.168.2.1 --rx-radio pluto --rx-uri ip:192.168.3.1 \\
+      --center-freq-hz 915e6 --rx-gain-db 40 --sweep-tx-gain-db -70:-10:10 --images 300 --plot ota.png
+  sdr-tosc measure --tx-radio pluto --tx-uri ip:192.168.2.1 --rx-radio pluto --rx-uri ip:192.168.3.1 \\
+      --calibration calibration/pluto-ip_192.168.2.1.json --target-snr-db 0:20:5
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_student_args(p)
+    add_radio_args(p, "pair")
+    s = p.add_argument_group("sweep (one of)")
+    s.add_argument("--sweep-snr-db", type=lambda v: parse_range(v, "--sweep-snr-db"), metavar="START:STOP:STEP",
+                   help="simulator SNR values (loopback only)")
+    s.add_argument("--sweep-tx-gain-db", type=lambda v: parse_range(v, "--sweep-tx-gain-db"),
+                   metavar="START:STOP:STEP", help="TX gains (real radios, or the simulator's link budget)")
+    s.add_argument("--target-snr-db", type=lambda v: parse_range(v, "--target-snr-db"), metavar="START:STOP:STEP",
+                   help="target SNRs, reached with the TX gain from --calibration")
+    s.add_argument("--calibration", type=Path, help="calibration file written by 'sdr-tosc calibrate'")
+    s.add_argument("--bin-db", type=float, default=2.0, help="width of the measured-SNR bins (default 2 dB)")
+    add_loopback_channel_args(p, sweep=True)
+    p.add_argument("--snr-db", type=float, default=None,
+                   help="simulator SNR at TX gain 0 when sweeping the gain in loopback (default 20)")
+    add_link_args(p)
+    p.add_argument("--plot", type=Path, help="write the accuracy-vs-SNR plot (PNG)")
+    p.add_argument("--no-progress", action="store_true")
+    add_json_flag(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..calibrate import gain_for_snr, load_calibration, lookup
+    from ..link import FeedbackReceiver, FeedbackSender, SemanticReceiver, SemanticTransmitter
+    from ..link.loopback import channel_barrier
+    from ..measure import plot_campaign, run_campaign
+    from ..modem import Modem
+
+    sweeps = [n for n in ("sweep_snr_db", "sweep_tx_gain_db", "target_snr_db") if getattr(args, n)]
+    if len(sweeps) != 1:
+        raise ValueError("give exactly one of --sweep-snr-db, --sweep-tx-gain-db, --target-snr-db")
+    sweep = sweeps[0]
+    hardware = bool(args.tx_radio or args.rx_radio)
+    if sweep == "sweep_snr_db" and hardware:
+        raise ValueError("--sweep-snr-db drives the channel simulator; with real radios sweep --sweep-tx-gain-db "
+                         "or --target-snr-db (with --calibration)")
+    if sweep == "target_snr_db" and args.calibration is None:
+        raise ValueError("--target-snr-db needs --calibration FILE (from 'sdr-tosc calibrate')")
+    student = load_student(args)
+    images, labels, _classes = load_images(args)
+    chan = None
+    if not hardware:
+        ref = args.snr_db if args.snr_db is not None else 20.0
+        first = args.sweep_snr_db[0] if sweep == "sweep_snr_db" else ref
+        chan = channel_settings(args, sample_rate_hz=args.sample_rate_hz, snr_db=first)
+    link = link_config(args, pack_bursts=hardware)
+    modem = Modem(modem_config(args))
+    points = getattr(args, sweep)
+    entry = lookup(load_calibration(args.calibration), args.center_freq_hz or 2.4e9) if args.calibration else None
+
+    with radio_pair(args, chan) as (txr, rxr, ch), \
+            FeedbackReceiver("tcp://127.0.0.1:0", initial_snr_db=link.initial_snr_db, alpha=link.feedback_alpha) as fb_rx, \
+            FeedbackSender(fb_rx.endpoint) as fb_tx:
+        tx = SemanticTransmitter(student, modem, txr, link, None if args.no_feedback else fb_rx,
+                                 after_send=(lambda: channel_barrier(ch, txr)) if ch is not None else None)
+        rx = SemanticReceiver(student, modem, rxr, link, None if args.no_feedback else fb_tx)
+
+        def apply(v: float) -> dict:
+            if sweep == "sweep_snr_db":
+                ch.set(snr_db=v)
+                return {"snr_db_set": v}
+            if sweep == "sweep_tx_gain_db":
+                txr.tx_gain_db = v
+                return {"tx_gain_db": v}
+            g = gain_for_snr(entry, v)
+            txr.tx_gain_db = g
+            return {"target_snr_db": v, "tx_gain_db": g}
+
+        def show(pt: dict) -> None:
+            snr = pt["snr_db_mean"]
+            print(f"{sweep}={pt['value']:g}: accuracy {pt['accuracy'] * 100:5.1f}%  lost {pt['frame_loss'] * 100:4.1f}%  "
+                  f"measured SNR {snr if snr is None else round(snr, 2)} dB  symbols {pt['symbols_mean']:.1f}",
+                  file=sys.stderr)
+
+        result = run_campaign(tx, rx, images, labels, points, apply,
+                              truth=(lambda: ch.truth()) if ch is not None else None, bin_db=args.bin_db,
+                              progress=not args.no_progress, on_point=show)
+    result["sweep"] = sweep.replace("_", "-")
+    print(f"{'measured SNR (dB)':>18} {'frames':>7} {'accuracy':>9}  95% interval")
+    for b in result["binned"]:
+        print(f"{b['snr_db']:18.1f} {b['frames']:7d} {b['accuracy'] * 100:8.1f}%  "
+              f"[{b['ci95'][0] * 100:.1f}, {b['ci95'][1] * 100:.1f}]")
+    if args.plot is not None:
+        plot_campaign(result, args.plot, f"sdr-tosc measure ({'radios' if hardware else 'loopback simulator'})")
+        print(f"plot written to {args.plot}")
+    write_result(args.json, result, {"link": link, "modem": modem.config, **({"channel": chan} if chan else {})})
+    return 0
