@@ -149,8 +149,13 @@ def test_profiles_in_hardware_folder_match_builtin_copy():
 
     for name, data in BUILTIN_PROFILES.items():
         prof = load_profile(name)
+        assert prof.source.endswith(f"hardware/{name}.toml")
         builtin = _from_mapping(name, data, "built-in")
         for key in (*LIMIT_KEYS, "sustained_rate_sps", "backend"):
             assert getattr(prof, key) == getattr(builtin, key), (name, key, prof.source)
     with pytest.raises(ValueError, match="unknown radio profile"):
         load_profile("hackrf")
+    from sdr_tosc.radio.profiles import demo_defaults
+
+    assert demo_defaults("pluto")["tx_uri"] == "ip:192.168.2.1" and demo_defaults("pluto")["rx_uri"] != "ip:192.168.2.1"
+    assert load_profile("pluto").extra["tx_full_scale_codes"] == 2**14

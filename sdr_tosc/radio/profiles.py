@@ -169,3 +169,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"radio profile {path} is not valid TOML: {exc}") from None
     return data.get("profile", data)
+
+
+def demo_defaults(name: str) -> dict[str, Any]:
+    """The ``[demo]`` table of ``hardware/<name>.toml`` (two-radio demo defaults: URIs, gains ...); {} if none."""
+    for folder in hardware_dirs():
+        path = folder / f"{name}.toml"
+        if path.is_file():
+            with open(path, "rb") as fh:
+                return dict(tomllib.load(fh).get("demo", {}))
+    if name not in BUILTIN_PROFILES:
+        raise ValueError(f"unknown radio profile {name!r}; known: {', '.join(sorted(BUILTIN_PROFILES))}")
+    return {}
