@@ -46,10 +46,19 @@ def plot_rx(
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.8), squeeze=False)
     ax = axes[0, 0]
     sym = np.asarray(frame.symbols)
+    label = f"received ({sym.size})"
     if reference is not None:
         ref = np.asarray(reference)
-        ax.scatter(ref.real, ref.imag, s=6, c="tab:orange", alpha=0.6, label="sent")
-    ax.scatter(sym.real, sym.imag, s=4, c="tab:blue", alpha=0.5, label=f"received ({sym.size})")
+        if ref.shape == sym.shape and sym.size:
+            evm_db = 10 * np.log10(np.mean(np.abs(sym - ref) ** 2) / max(np.mean(np.abs(ref) ** 2), 1e-30))
+            label += f", EVM {evm_db:.1f} dB"
+            k = min(sym.size, 300)  # error vectors of the first symbols
+            ax.plot(
+                np.stack([ref.real[:k], sym.real[:k]]), np.stack([ref.imag[:k], sym.imag[:k]]), c="0.6", lw=0.4
+            )
+    ax.scatter(sym.real, sym.imag, s=4, c="tab:blue", alpha=0.5, label=label)
+    if reference is not None:
+        ax.scatter(ref.real, ref.imag, s=10, c="tab:orange", marker="x", lw=0.8, alpha=0.8, label="sent")
     lim = 1.2 * max(1.0, float(np.percentile(np.abs(sym), 99.5)) if sym.size else 1.0)
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
