@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -20,9 +21,13 @@ from . import __version__
 VERBS: dict[str, str] = {
     "info": "info",
     "demo": "demo",
+    "tx": "tx",
+    "rx": "rx",
     "measure": "measure",
     "calibrate": "calibrate",
     "cache": "cache",
+    "train": "train",
+    "evaluate": "evaluate",
     "channel": "channel",
 }
 
@@ -30,7 +35,15 @@ log = logging.getLogger("sdr_tosc")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so ``main`` can return the status in-process."""
+    """argparse that raises instead of exiting, so ``main`` can return the status in-process.
+
+    It also reads values such as ``-5:25:5`` or ``-3,0,3`` (SNR and gain ranges) as values, not options:
+    ``--snr-db -5:25:5`` works without an ``=``.
+    """
+
+    def __init__(self, *args, **kwargs):  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d|\.\d)[\d.:,eE+-]*$")
 
     def exit(self, status: int = 0, message: str | None = None):  # noqa: D401
         if message:

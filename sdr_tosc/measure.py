@@ -106,7 +106,8 @@ def plot_campaign(result: dict[str, Any], path: Any, title: str = "") -> None:
     if b:
         x = [r["snr_db"] for r in b]
         y = [100 * r["accuracy"] for r in b]
-        err = [[100 * (r["accuracy"] - r["ci95"][0]) for r in b], [100 * (r["ci95"][1] - r["accuracy"]) for r in b]]
+        err = [[max(0.0, 100 * (r["accuracy"] - r["ci95"][0])) for r in b],
+               [max(0.0, 100 * (r["ci95"][1] - r["accuracy"])) for r in b]]
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label="received frames, binned by measured SNR")
     pts = [p for p in result["points"] if p["snr_db_mean"] is not None]
     ax.plot([p["snr_db_mean"] for p in pts], [100 * p["accuracy"] for p in pts], "s--", alpha=0.7,

@@ -1,0 +1,167 @@
+"""Calibration and measurement campaigns, on synthetic numbers and through the loopback simulator."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from sdr_tosc import calibrate as cal
+from sdr_tosc.cli import main
+from sdr_tosc.measure import bin_by_snr, wilson_interval
+
+
+def _pt(g, snr, ok=10):
+    return cal.PointResult(g, 10, ok, snr, 0.1, snr, 100.0, -20.0)
+
+
+def test_fit_uses_linear_region_only():
+    pts = [_pt(-40, float("nan"), 0), _pt(-30, 0.2), _pt(-20, 10.1), _pt(-10, 19.9), _pt(0, 24.0), _pt(10, 24.5)]
+    fit = cal.fit_gain_curve(pts)
+    assert fit["slope_db_per_db"] == pytest.approx(1.0, abs=0.05)
+    assert fit["tx_gain_range_db"] == [-30.0, -10.0]  # the compressed top and the silent bottom are left out
+    entry = {"fit": fit}
+    assert cal.gain_for_snr(entry, 15.0) == pytest.approx(-15.0, abs=0.5)
+    assert cal.gain_for_snr(entry, 100.0) == -10.0  # clipped to what was measured
+    with pytest.raises(ValueError, match="at least 2"):
+        cal.fit_gain_curve([_pt(0, 10.0)])
+
+
+def test_estimators_on_synthetic_iq():
+    rng = np.random.default_rng(0)
+    s = cal.qpsk_payload(rng, 4000)
+    assert np.allclose(np.abs(s), 1.0)
+    noisy = s + np.sqrt(0.01 / 2) * (rng.standard_normal(s.size) + 1j * rng.standard_normal(s.size))
+    assert cal.data_aided_snr_db(s, noisy) == pytest.approx(20.0, abs=0.3)
+    assert cal.cfo_ppm(915.0, 915e6) == pytest.approx(1.0)
+    assert cal.power_dbfs(np.full(10, 0.1, np.complex64)) == pytest.approx(-20.0, abs=1e-4)
+    with pytest.raises(ValueError):
+        cal.data_aided_snr_db(s, s[:-1])
+
+
+def test_calibration_file_round_trip_and_errors(tmp_path):
+    p = tmp_path / "dev.json"
+    cal.save_entry(p, {"kind": "zmq"}, 915e6, {"fit": {"slope_db_per_db": 1, "intercept_db": 0, "tx_gain_range_db": [0, 1]}})
+    cal.save_entry(p, {"kind": "zmq"}, 2.4e9, {"fit": None})
+    doc = cal.load_calibration(p)
+    assert set(doc["entries"]) == {"915000000", "2400000000"}
+    assert cal.lookup(doc, 900e6)["fit"]["slope_db_per_db"] == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="not an sdr-tosc calibration"):
+        cal.load_calibration(bad)
+    bad.write_text('{"format": "sdr-tosc-calibration", "ver')
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        cal.load_calibration(bad)
+
+
+def test_wilson_and_binning():
+    lo, hi = wilson_interval(50, 100)
+    assert lo < 0.5 < hi and hi - lo == pytest.approx(0.19, abs=0.01)
+    frames = [{"received": True, "snr_db": s, "pred": 1, "label": int(s > 5)} for s in (0.4, 0.9, 9.8, 10.3)]
+    frames.append({"received": False, "label": 1})
+    b = bin_by_snr(frames, bin_db=5.0)
+    assert [r["snr_db"] for r in b] == [0.0, 10.0]
+    assert [r["accuracy"] for r in b] == [0.0, 1.0]
+    assert [r["frames"] for r in b] == [2, 2]
+
+
+@pytest.mark.timeout(180)
+def test_calibrate_cli_on_loopback_recovers_the_link_budget(tmp_path, capsys):
+    out = tmp_path / "cal"
+    js = tmp_path / "cal.json"
+    rc = main(["calibrate", "--sweep-tx-gain-db", "-15:0:5", "--frames", "6", "--snr-db", "20", "--cfo-hz", "1200",
+               "--out", str(out), "--json", str(js)])
+    assert rc == 0, capsys.readouterr()
+    res = json.loads(js.read_text())
+    assert res["fit"]["slope_db_per_db"] == pytest.approx(1.0, abs=0.1)
+    assert res["fit"]["intercept_db"] == pytest.approx(20.0, abs=1.0)
+    assert res["cfo"]["hz"] == pytest.approx(1200.0, abs=60.0)
+    for p in res["points"]:
+        assert p["frames_ok"] == p["frames_sent"]
+        assert p["snr_data_aided_db"] == pytest.approx(p["snr_db_mean"], abs=1.5)  # estimator vs known payload
+    files = list(out.glob("*.json"))
+    assert len(files) == 1 and cal.load_calibration(files[0])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from sdr_tosc.semantic.student import create_model, save_checkpoint
+
+    p = tmp_path_factory.mktemp("ckpt") / "student.safetensors"
+    save_checkpoint(create_model("fmnist-cnn"), p)
+    return p
+
+
+@pytest.mark.timeout(180)
+def test_measure_cli_sweeps_snr(tmp_path, checkpoint, capsys):
+    js, png = tmp_path / "m.json", tmp_path / "m.png"
+    rc = main(["measure", "--checkpoint", str(checkpoint), "--sweep-snr-db", "5,25", "--images", "16",
+               "--batch-size", "4", "--no-progress", "--json", str(js), "--plot", str(png)])
+    assert rc == 0, capsys.readouterr()
+    res = json.loads(js.read_text())
+    assert [p["snr_db_set"] for p in res["points"]] == [5.0, 25.0]
+    for p in res["points"]:
+        assert p["snr_true_db_mean"] == pytest.approx(p["value"], abs=0.01)
+        assert p["snr_db_mean"] == pytest.approx(p["value"], abs=1.0)
+    last = {p: [f for f in res["frames"] if f["point"] == p][-1] for p in (0, 1)}
+    assert last[0]["n_symbols"] > last[1]["n_symbols"]  # fed-back SNR: fewer symbols at 25 dB than at 5 dB
+    assert res["binned"] and png.stat().st_size > 10_000
+    assert (tmp_path / "m.config.toml").exists()
+
+
+def test_measure_cli_needs_one_sweep(checkpoint, capsys):
+    assert main(["measure", "--checkpoint", str(checkpoint)]) == 1
+    assert "exactly one" in capsys.readouterr().err
+    assert main(["measure", "--sweep-snr-db", "5:0:1"]) == 2  # a range written wrong
+    assert "--sweep-snr-db" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(180)
+def test_demo_cli(tmp_path, checkpoint, capsys):
+    js = tmp_path / "demo.json"
+    rc = main(["demo", "--checkpoint", str(checkpoint), "--images", "16", "--snr-db", "15", "--no-progress",
+               "--json", str(js), "--plot", str(tmp_path / "demo.png")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "accuracy" in out
+    res = json.loads(js.read_text())
+    assert res["summary"]["images"] == 16 and res["summary"]["frame_loss"] == 0.0
+    assert abs(res["snr_estimate_bias_db"]) < 1.0
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
+
+
+@pytest.mark.timeout(180)
+def test_tx_and_rx_verbs_through_a_channel_process(tmp_path, checkpoint):
+    from sdr_tosc.channel import ChannelSimulator
+
+    rx_json = tmp_path / "rx.json"
+    with ChannelSimulator(snr_db=15.0, cfo_hz=-2500.0, seed=3) as ch:
+        rc = {}
+        fb = "tcp://127.0.0.1:0"
+        import socket
+
+        with socket.socket() as s:  # a free port for the feedback link
+            s.bind(("127.0.0.1", 0))
+            fb = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+        t = threading.Thread(target=lambda: rc.setdefault("rx", main(
+            ["rx", "--checkpoint", str(checkpoint), "--uri", ch.out_endpoint, "--images", "24", "--feedback", fb,
+             "--timeout-s", "20", "--no-progress", "--json", str(rx_json)])))
+        t.start()
+        rc["tx"] = main(["tx", "--checkpoint", str(checkpoint), "--uri", ch.in_endpoint, "--images", "24",
+                         "--feedback-bind", fb, "--batch-size", "8"])
+        t.join(60)
+    assert rc == {"tx": 0, "rx": 0}
+    res = json.loads(rx_json.read_text())
+    assert res["summary"]["received"] == 24
+    assert res["summary"]["snr_db_mean"] == pytest.approx(15.0, abs=1.0)
+    assert res["summary"]["cfo_hz_mean"] == pytest.approx(-2500.0, abs=100.0)
+
+
+def test_rx_reports_absent_pluto(checkpoint, capsys):
+    rc = main(["rx", "--checkpoint", str(checkpoint), "--radio", "pluto", "--uri", "ip:127.0.0.1:9",
+               "--images", "1", "--timeout-s", "1"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "127.0.0.1" in err
