@@ -8,8 +8,17 @@ import time
 from pathlib import Path
 
 from .common import add_json_flag, write_result
-from .linkargs import add_link_args, add_radio_args, add_student_args, link_config, load_images, load_student, \
-    modem_config, open_radio_from, parse_opts
+from .linkargs import (
+    add_link_args,
+    add_radio_args,
+    add_student_args,
+    link_config,
+    load_images,
+    load_student,
+    modem_config,
+    open_radio_from,
+    parse_opts,
+)
 
 HELP = "receive semantic frames from a radio, classify them, report SNR back, score against the data set"
 EXAMPLES = """

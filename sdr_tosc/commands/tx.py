@@ -7,8 +7,17 @@ import sys
 import time
 
 from .common import add_json_flag, write_result
-from .linkargs import add_link_args, add_radio_args, add_student_args, link_config, load_images, load_student, \
-    modem_config, open_radio_from, parse_opts
+from .linkargs import (
+    add_link_args,
+    add_radio_args,
+    add_student_args,
+    link_config,
+    load_images,
+    load_student,
+    modem_config,
+    open_radio_from,
+    parse_opts,
+)
 
 HELP = "transmit test images as semantic symbols through a radio, adapting to the receiver's SNR reports"
 EXAMPLES = """
