@@ -28,6 +28,8 @@ VERBS: dict[str, str] = {
     "cache": "cache",
     "train": "train",
     "evaluate": "evaluate",
+    "train": "train",
+    "evaluate": "evaluate",
     "channel": "channel",
 }
 

@@ -50,7 +50,7 @@ def test_symbol_count_rule():
     m = create_model("fmnist-cnn")
     ks = [m.num_symbols_for(s) for s in range(-10, 31)]
     assert ks[0] == 32 and ks[-1] == 16
-    assert all(a >= b for a, b in zip(ks, ks[1:])), "fewer symbols as the SNR grows"
+    assert all(a >= b for a, b in zip(ks, ks[1:], strict=False)), "fewer symbols as the SNR grows"
     assert all(k % 4 == 0 for k in ks)
     assert m.num_symbols_for(5.0) == 32 and m.num_symbols_for(20.0) == 16
     fixed = create_model("fmnist-cnn-fixed")

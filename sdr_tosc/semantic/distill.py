@@ -38,6 +38,7 @@ from torch import nn
 from ..config import ConfigError, from_dict, to_dict
 from ..fileio import atomic_path
 from .datasets import ImageSet
+from .evaluate import teacher_accuracy_from_manifest
 from .losses import ib_loss
 from .student import MODELS, SemanticStudent, read_checkpoint_metadata, save_checkpoint
 
@@ -286,6 +287,7 @@ def train(
         test_sub = test.subset(np.arange(min(len(test), config.eval_samples))) if test is not None else None
         from .cache import augment_from_seeds  # noqa: PLC0415
 
+        teacher_acc = teacher_accuracy_from_manifest(cache.manifest) if cache is not None else None
         t_start = time.perf_counter()
         epochs_run = 0
         for epoch in range(start_epoch, config.epochs):
@@ -357,6 +359,7 @@ def train(
             extra = {"train_config": cfg_dict, "epoch": epoch + 1, "complete": complete, "history": history,
                      "dataset": {"name": dataset.name, "split": dataset.split, "num_samples": n},
                      "labelled_samples": int(len(labelled_idx)),
+                     "teacher_accuracy": teacher_acc,
                      "cache": None if cache is None else {"path": str(cache.path), "teacher_id": cache.teacher_id,
                                                           "replays_used": replays,
                                                           "settings_sha256": cache.manifest.get("settings_sha256")}}

@@ -1,0 +1,269 @@
+"""Accuracy vs SNR of a student, with the baselines on the same axes, as JSON and a PNG plot.
+
+Curves (one accuracy per SNR, as fractions):
+
+* ``student``: the checkpoint under test through the simulated channel (its ``forward`` in eval mode,
+  which is exactly ``encode`` -> channel -> ``decode``; see the tests).
+* ``fixed_snr``: the student without the channel-adaptive module, trained at one SNR (10 dB).
+* ``no_kd``: the adaptive student trained on labels only (no teacher cache).
+* ``digital``: separate source/channel coding through the modem's digital mode: the student's encoder
+  output at ``digital_source_snr_db`` (its ``k`` sent values, real and imaginary parts) is uniformly
+  quantised to ``digital_bits`` bits each (clipped to +-``digital_clip``), protected by the K=7 rate-1/2
+  convolutional code, interleaved, mapped to ``digital_modulation`` (:class:`sdr_tosc.modem.DigitalMode`),
+  sent through the same channel (AWGN, or one Rayleigh coefficient per image with zero-forcing and
+  per-symbol noise variance in the LLRs), soft-Viterbi decoded, de-quantised and classified by the student's
+  decoder as an error-free input (conditioned on ``digital_source_snr_db``). One codeword per image, no
+  retransmission: when the code fails the bits are wrong and so is the class, which is the cliff.
+* ``teacher_accuracy``: the teacher's noise-free test accuracy (upper bound), drawn as a horizontal line.
+
+Noise is seeded per (curve, SNR), so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .channels import CHANNELS
+from .datasets import ImageSet
+from .student import SemanticStudent
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("fixed_snr", "no_kd")
+CURVES = ("student", "fixed_snr", "no_kd", "digital")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    snr_db: tuple[float, ...] = (-5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+    channel: str = "awgn"
+    limit: int = 0  # 0 = the whole test set
+    seed: int = 0
+    batch_size: int = 1000
+    digital: bool = True
+    digital_bits: int = 4
+    digital_clip: float = 2.0
+    digital_modulation: str = "16qam"
+    digital_source_snr_db: float = 25.0
+
+    def __post_init__(self) -> None:
+        if self.channel not in CHANNELS or self.channel == "none":
+            raise ValueError(f"channel must be one of awgn, rayleigh, rician, got {self.channel!r}")
+        if not self.snr_db:
+            raise ValueError("snr_db needs at least one value")
+        if not all(math.isfinite(s) for s in self.snr_db):
+            raise ValueError("snr_db values must be finite")
+        if not 1 <= self.digital_bits <= 12:
+            raise ValueError("digital_bits must be in 1..12")
+        if self.limit < 0:
+            raise ValueError("limit must be >= 0")
+
+
+@torch.no_grad()
+def accuracy_vs_snr(model: SemanticStudent, data: ImageSet, snrs: list[float] | tuple[float, ...],
+                    channel: str = "awgn", seed: int = 0, batch_size: int = 1000) -> list[float]:
+    """Top-1 accuracy at each SNR through the simulated ``channel`` (seeded)."""
+    out = []
+    for j, s in enumerate(snrs):
+        g = torch.Generator().manual_seed(seed * 1000 + j)
+        pred = model.predict(data.images, float(s), channel=channel, generator=g, batch_size=batch_size)
+        out.append(float((pred == data.labels).mean()))
+    return out
+
+
+def _quantise(v: np.ndarray, bits: int, clip: float) -> np.ndarray:
+    levels = 2 ** bits
+    q = np.round((np.clip(v, -clip, clip) + clip) / (2 * clip) * (levels - 1)).astype(np.int64)
+    shifts = np.arange(bits - 1, -1, -1)
+    return ((q[..., None] >> shifts) & 1).astype(np.uint8).reshape(v.shape[0], -1)
+
+
+def _dequantise(b: np.ndarray, n_values: int, bits: int, clip: float) -> np.ndarray:
+    levels = 2 ** bits
+    q = (b.reshape(b.shape[0], n_values, bits).astype(np.int64) << np.arange(bits - 1, -1, -1)).sum(-1)
+    return q / (levels - 1) * (2 * clip) - clip
+
+
+def digital_accuracy_vs_snr(
+    model: SemanticStudent,
+    data: ImageSet,
+    snrs: list[float] | tuple[float, ...],
+    channel: str = "awgn",
+    bits: int = 4,
+    clip: float = 2.0,
+    modulation: str = "16qam",
+    source_snr_db: float = 25.0,
+    seed: int = 0,
+) -> tuple[list[float], dict[str, Any]]:
+    """The separate source/channel coding baseline (module docstring); returns accuracies and its settings."""
+    from ..modem import DigitalConfig, DigitalMode  # noqa: PLC0415
+    from ..modem.fec import viterbi_decode  # noqa: PLC0415
+
+    dm = DigitalMode(DigitalConfig(modulation=modulation))
+    n = len(data)
+    sym = np.concatenate([model.encode(data.images[i:i + 1000], source_snr_db) for i in range(0, n, 1000)])
+    k = sym.shape[1]
+    values = sym.view(np.float32).reshape(n, 2 * k)
+    msg = _quantise(values, bits, clip)  # [n, 2k*bits]
+    n_bits = msg.shape[1]
+    tx = np.stack([dm.encode(msg[i]) for i in range(n)])  # [n, n_sym] unit-power QAM
+    n_sym = tx.shape[1]
+    clean_logits = model.decode(_dequantise(msg, 2 * k, bits, clip).astype(np.float32).view(np.complex64), source_snr_db)
+    accs = []
+    for j, s in enumerate(snrs):
+        rng = np.random.default_rng([seed, 17, j])
+        no = 10.0 ** (-float(s) / 10.0)
+        noise = np.sqrt(no / 2) * (rng.standard_normal(tx.shape) + 1j * rng.standard_normal(tx.shape))
+        if channel == "awgn":
+            y, nv = tx + noise, np.full(n, no)
+        else:
+            h = (rng.standard_normal((n, 1)) + 1j * rng.standard_normal((n, 1))) / np.sqrt(2)
+            if channel == "rician":
+                h = np.sqrt(0.5) + np.sqrt(0.5) * h
+            y = (h * tx + noise) / h  # zero-forcing with known CSI
+            nv = no / np.abs(h[:, 0]) ** 2
+        llr = np.stack([dm.llrs(y[i], nv[i], n_bits) for i in range(n)])
+        rx_bits = np.concatenate([viterbi_decode(llr[i:i + 2000]) for i in range(0, n, 2000)])
+        rx = _dequantise(rx_bits, 2 * k, bits, clip).astype(np.float32)
+        logits = model.decode(np.ascontiguousarray(rx).view(np.complex64), source_snr_db)
+        accs.append(float((logits.argmax(1) == data.labels).mean()))
+    info = {"source": f"student encoder at {source_snr_db:g} dB ({k} complex symbols = {2 * k} real values)",
+            "bits_per_value": bits, "clip": clip, "bits_per_image": int(n_bits),
+            "code": "K=7 rate-1/2 convolutional (133, 171), soft Viterbi", "modulation": modulation,
+            "symbols_per_image": int(n_sym),
+            "error_free_accuracy": float((clean_logits.argmax(1) == data.labels).mean())}
+    return accs, info
+
+
+def evaluate(
+    student: SemanticStudent,
+    data: ImageSet,
+    config: EvalConfig,
+    baselines: dict[str, SemanticStudent | None] | None = None,
+    teacher_accuracy: float | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """All curves of the module docstring for ``data`` (already limited) -> the result dict (JSON-able)."""
+    if tuple(student.config.image_shape) != tuple(data.image_shape):
+        raise ValueError(f"the student expects images of shape {tuple(student.config.image_shape)}, the test set "
+                         f"{data.name} has {tuple(data.image_shape)}")
+    snrs = [float(s) for s in config.snr_db]
+    t0 = time.perf_counter()
+    acc: dict[str, list[float] | None] = {}
+    symbols: dict[str, Any] = {}
+
+    def note(name: str) -> None:
+        if progress:
+            print(f"  {name}: " + " ".join(f"{s:g}dB={a:.4f}" for s, a in zip(snrs, acc[name] or [], strict=False)), flush=True)
+
+    acc["student"] = accuracy_vs_snr(student, data, snrs, config.channel, config.seed, config.batch_size)
+    symbols["student"] = [student.num_symbols_for(s) for s in snrs]
+    note("student")
+    for name in BASELINES:
+        m = (baselines or {}).get(name)
+        if m is None:
+            acc[name] = None
+            continue
+        if tuple(m.config.image_shape) != tuple(data.image_shape):
+            raise ValueError(f"baseline {name} expects images of shape {tuple(m.config.image_shape)}, not "
+                             f"{tuple(data.image_shape)}")
+        acc[name] = accuracy_vs_snr(m, data, snrs, config.channel, config.seed + 1, config.batch_size)
+        symbols[name] = [m.num_symbols_for(s) for s in snrs]
+        note(name)
+    digital_info = None
+    if config.digital:
+        acc["digital"], digital_info = digital_accuracy_vs_snr(
+            student, data, snrs, config.channel, config.digital_bits, config.digital_clip,
+            config.digital_modulation, config.digital_source_snr_db, config.seed + 2)
+        symbols["digital"] = [digital_info["symbols_per_image"]] * len(snrs)
+        note("digital")
+    else:
+        acc["digital"] = None
+    return {
+        "snr_db": snrs,
+        "channel": config.channel,
+        "accuracy": acc,
+        "teacher_accuracy": teacher_accuracy,
+        "symbols_per_image": symbols,
+        "digital": digital_info,
+        "num_images": len(data),
+        "dataset": {"name": data.name, "split": data.split},
+        "student_parameters": student.num_parameters(),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def plot_accuracy(result: dict[str, Any], path: str | Path, title: str | None = None) -> Path:
+    """Accuracy vs SNR, every curve, the teacher as a horizontal line; written atomically as PNG."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    from ..fileio import atomic_path  # noqa: PLC0415
+
+    snrs = result["snr_db"]
+    sym = result.get("symbols_per_image", {})
+    labels = {
+        "student": "student (KD + channel-adaptive)",
+        "fixed_snr": "student, no adaptive module, trained at 10 dB",
+        "no_kd": "student, no KD (labels only)",
+        "digital": "separate coding: 4-bit latent + conv. code + QAM",
+    }
+    if result.get("digital"):
+        d = result["digital"]
+        labels["digital"] = (f"separate coding: {d['bits_per_value']}-bit latent, K=7 r1/2 code, "
+                             f"{d['modulation'].upper()}")
+    styles = {"student": ("C0", "o", "-"), "fixed_snr": ("C1", "s", "--"), "no_kd": ("C2", "^", "-."),
+              "digital": ("C3", "D", ":")}
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    for name in CURVES:
+        ys = result["accuracy"].get(name)
+        if ys is None:
+            continue
+        color, marker, ls = styles[name]
+        k = sym.get(name)
+        ktxt = ""
+        if k:
+            ktxt = f" [{min(k)}-{max(k)} sym]" if min(k) != max(k) else f" [{k[0]} sym]"
+        ax.plot(snrs, [100 * y for y in ys], color=color, marker=marker, linestyle=ls, label=labels[name] + ktxt)
+    if result.get("teacher_accuracy") is not None:
+        ax.axhline(100 * result["teacher_accuracy"], color="k", linestyle="--", linewidth=1,
+                   label=f"teacher, noise-free ({100 * result['teacher_accuracy']:.1f}%)")
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_xticks(snrs)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or f"{result['dataset']['name']} ({result['num_images']} test images), "
+                          f"{result['channel'].upper()} channel")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def teacher_accuracy_from_manifest(manifest: dict[str, Any]) -> float | None:
+    """The teacher's test accuracy recorded in a teacher-cache manifest (``extra`` or the teacher's history)."""
+    extra = manifest.get("extra") or {}
+    for key in ("teacher_test_acc", "teacher_accuracy"):
+        if isinstance(extra.get(key), (int, float)):
+            return float(extra[key])
+    per_epoch = extra.get("teacher_test_acc_per_epoch")
+    if per_epoch and isinstance(per_epoch[-1], (int, float)):
+        return float(per_epoch[-1])
+    hist = (manifest.get("teacher") or {}).get("history")
+    if isinstance(hist, list) and hist and isinstance(hist[-1], dict) and hist[-1].get("test_acc") is not None:
+        return float(hist[-1]["test_acc"])
+    return None
