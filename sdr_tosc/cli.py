@@ -28,8 +28,6 @@ VERBS: dict[str, str] = {
     "cache": "cache",
     "train": "train",
     "evaluate": "evaluate",
-    "train": "train",
-    "evaluate": "evaluate",
     "channel": "channel",
 }
 
