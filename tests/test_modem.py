@@ -250,6 +250,8 @@ def test_noise_never_passes_crc(modem):
     tone = (noise(200_000, 1.0, rng) + 2 * np.exp(2j * np.pi * 0.01 * np.arange(200_000))).astype(np.complex64)
     n_ok += len(_ok(modem.demodulate(dc))) + len(_ok(modem.demodulate(tone)))
     assert n_ok == 0
+    # not even candidates with a failed CRC: the LTF gate rejects DC offsets and tones
+    assert modem.demodulate(dc) == [] and modem.demodulate(tone) == []
 
 
 def test_frame_found_despite_dc_offset(modem):

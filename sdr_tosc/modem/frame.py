@@ -57,6 +57,7 @@ zero-forcing equalisation.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -92,7 +93,9 @@ class ModemConfig:
         sts_repeats: number of 8-sample periods in the STS (>= 22).
         backoff_db: burst RMS below full scale for unit-power payloads (see module docstring).
         detect_threshold: Schmidl-Cox metric threshold, 0..1 (0.2 detects down to about 0 dB SNR).
-        ltf_threshold: minimum normalised LTF correlation for a candidate to be decoded, 0..1.
+        ltf_threshold: minimum LTF energy capture for a candidate to be decoded, 0..1 (coherent
+            LTF1 + LTF2 correlation over a CP-long window of lags, normalised: ~1 for a clean frame,
+            0.75 at 0 dB SNR, ~0.35 for noise alone, ~0 for a DC offset or a tone).
         max_payload_symbols: largest payload accepted by ``modulate`` and from a header (<= 65535).
         smooth_channel: denoise the channel estimate with a short impulse-response fit.
         return_failed: also return frames whose header CRC failed (``header_ok=False``, no symbols).
@@ -107,7 +110,7 @@ class ModemConfig:
     sts_repeats: int = 24
     backoff_db: float = 10.0
     detect_threshold: float = 0.2
-    ltf_threshold: float = 0.2
+    ltf_threshold: float = 0.5
     max_payload_symbols: int = 16384
     smooth_channel: bool = True
     return_failed: bool = True
@@ -210,7 +213,7 @@ class RxFrame:
             noise per sample times fft_size / |H_k|^2), for soft decoding (LLRs) and reliability.
         channel: complex64[fft_size] estimated channel (FFT bin order, 0 on unused bins), normalised so
             that a flat channel at the reference level has |H| = sqrt(signal power per sample).
-        ltf_corr: normalised LTF correlation peak (0..1), a detection-quality figure.
+        ltf_corr: LTF energy capture (0..1, see ``ModemConfig.ltf_threshold``), a detection-quality figure.
     """
 
     header: FrameHeader
@@ -254,39 +257,48 @@ def _segment(x: np.ndarray, a: int, b: int) -> np.ndarray:
     return out
 
 
-def _lag_diff(seg: np.ndarray, lag: int) -> tuple[float, int, complex]:
-    """Phase-fitted lag-difference energy of a periodic segment.
+def _gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``x[idx]`` (complex64, any index shape) with zeros where ``idx`` falls outside ``x``."""
+    inside = (idx >= 0) & (idx < x.size)
+    out = x[np.clip(idx, 0, x.size - 1)]
+    if not inside.all():
+        out[~inside] = 0
+    return out
 
-    Returns ``(sum |b - e^{j phi} a|^2 minimised over phi, number of terms, sum conj(a) b)`` with
-    ``a = seg[:-lag]``, ``b = seg[lag:]``. Expected value of the first item: ``2 * n * noise_var``.
+
+def _lag_diff(seg: np.ndarray, lag: int) -> tuple[np.ndarray, int, np.ndarray]:
+    """Phase-fitted lag-difference energy of periodic segments (rows of ``seg``, complex[F, L]).
+
+    Returns ``(sum |b - e^{j phi} a|^2 minimised over phi, number of terms, sum conj(a) b)`` per row with
+    ``a = seg[:, :-lag]``, ``b = seg[:, lag:]``. Expected value of the first item: ``2 * n * noise_var``.
     """
-    a = seg[:-lag].astype(np.complex128)
-    b = seg[lag:].astype(np.complex128)
-    p = complex(np.vdot(a, b))
-    ea = float(np.vdot(a, a).real)
-    eb = float(np.vdot(b, b).real)
-    return ea + eb - 2.0 * abs(p), a.size, p
+    a = seg[:, :-lag].astype(np.complex128)
+    b = seg[:, lag:].astype(np.complex128)
+    p = np.sum(np.conj(a) * b, axis=1)
+    ea = np.sum(a.real**2 + a.imag**2, axis=1)
+    eb = np.sum(b.real**2 + b.imag**2, axis=1)
+    return ea + eb - 2.0 * np.abs(p), a.shape[1], p
 
 
-def _phase_slope(corr: np.ndarray) -> float:
-    """ML slope b (rad per symbol) of ``corr_m ~ c e^{j b m}``: peak of a zero-padded FFT, refined.
+def _phase_slope(corr: np.ndarray) -> np.ndarray:
+    """ML slopes b (rad per symbol) of ``corr[f, m] ~ c_f e^{j b_f m}``: peak of a zero-padded FFT, refined.
 
-    Maximises ``|sum_m corr_m e^{-j b m}|`` (weights: each symbol's reference energy), which is far less
-    noisy than averaging symbol-to-symbol phase differences.
+    Maximises ``|sum_m corr_m e^{-j b m}|`` per row (weights: each symbol's reference energy), far less
+    noisy than averaging symbol-to-symbol phase differences. Returns float[F].
     """
-    m = corr.size
+    f, m = corr.shape
     if m < 2:
-        return 0.0
+        return np.zeros(f)
     nfft = 1 << max(10, int(np.ceil(np.log2(8 * m))))
-    spec = np.abs(np.fft.fft(corr, nfft))
-    k = int(np.argmax(spec))
-    y0, y1, y2 = spec[k - 1], spec[k], spec[(k + 1) % nfft]
+    spec = np.abs(np.fft.fft(corr, nfft, axis=1))
+    k = np.argmax(spec, axis=1)
+    rows = np.arange(f)
+    y0, y1, y2 = spec[rows, k - 1], spec[rows, k], spec[rows, (k + 1) % nfft]
     den = y0 - 2 * y1 + y2
-    frac = 0.5 * (y0 - y2) / den if den < 0 else 0.0
+    frac = np.where(den < 0, 0.5 * (y0 - y2) / np.where(den < 0, den, -1.0), 0.0)
     kf = k + frac
-    if kf > nfft / 2:
-        kf -= nfft
-    return float(2 * np.pi * kf / nfft)
+    kf = np.where(kf > nfft / 2, kf - nfft, kf)
+    return 2 * np.pi * kf / nfft
 
 
 @dataclass
@@ -299,7 +311,6 @@ class _Candidate:
     h_used: np.ndarray  # channel on used bins
     y_hdr: np.ndarray  # [n_hdr, N] FFT of header symbols (CFO-corrected)
     ltf_corr: float
-    llr: np.ndarray | None = None
     header: FrameHeader | None = None
     header_ok: bool = False
 
@@ -411,6 +422,8 @@ class Modem:
         rng = np.random.default_rng(77)
         # slot j carries coded bit src[j]: cyclic repetition, then a fixed random interleaver.
         self._hdr_src = rng.permutation(np.arange(slots) % _HEADER_CODED)
+        self._hdr_combine = np.zeros((slots, _HEADER_CODED))
+        self._hdr_combine[np.arange(slots), self._hdr_src] = 1.0
         slot_gen = self._hdr_gen[:, self._hdr_src]  # [64 bits, slots]
         # table[i, v] = slot bits contributed by header byte i having value v
         byte_bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)  # [256, 8]
@@ -533,38 +546,41 @@ class Modem:
             raise ValueError(
                 f"iq contains {bad} NaN/inf samples; drop or zero them (e.g. np.nan_to_num(iq)) before demodulating"
             )
-        cands = []
-        seen: list[int] = []
-        for block_start, p in self._detect(x):
-            c = self._sync(x, block_start, p)
-            if c is None or any(abs(c.start - s) <= self.cp for s in seen):
-                continue
-            seen.append(c.start)
-            cands.append(c)
+        dets = self._detect(x)
+        if not dets:
+            return []
+        cands: list[_Candidate] = []
+        for c in sorted(self._sync(x, dets), key=lambda c: c.start):
+            if not cands or c.start - cands[-1].start > self.cp:  # one candidate per burst
+                cands.append(c)
         if not cands:
             return []
         self._decode_headers(cands)
-        frames: list[RxFrame] = []
-        cands.sort(key=lambda c: c.start)
+        chosen: list[_Candidate] = []
         last_end = -(10**18)
         for c in cands:
             if not c.header_ok or c.start < last_end - self.cp:
                 continue
-            f = self._payload(x, c)
-            if f is not None:
-                frames.append(f)
-                last_end = f.end
+            end = c.start + self.burst_length(c.header.length)
+            if end > x.size + _TIMING_BACKOFF:
+                continue  # truncated by the end of the buffer
+            chosen.append(c)
+            last_end = end
+        frames = self._payload(x, chosen)
         if self.config.return_failed:
-            ok_spans = [(f.start, f.end) for f in frames]
+            ok_starts = [f.start for f in frames]  # sorted, non-overlapping
+            failed, last_failed_end = [], -(10**18)
             for c in cands:
                 if c.header_ok:
                     continue
                 end = c.start + self.preamble_len + self.n_hdr * self.sym_len
-                if any(c.start < e - self.cp and end > s + self.cp for s, e in ok_spans):
+                i = bisect.bisect_right(ok_starts, end - self.cp)  # ok frames starting before our end
+                overlaps_ok = i > 0 and frames[i - 1].end - self.cp > c.start
+                if overlaps_ok or c.start < last_failed_end - self.cp:
                     continue
-                frames.append(self._failed_frame(x, c, end))
-                ok_spans.append((c.start, end))
-            frames.sort(key=lambda f: f.start)
+                failed.append(self._failed_frame(x, c, end))
+                last_failed_end = end
+            frames = sorted(frames + failed, key=lambda f: f.start)
         return frames
 
     # detection ---------------------------------------------------------------------------------
@@ -608,87 +624,90 @@ class Modem:
         return out
 
     # synchronisation ---------------------------------------------------------------------------------
-    def _sync(self, x: np.ndarray, s: int, p: complex) -> _Candidate | None:
-        n, lag = self.n_fft, STS_PERIOD
-        cfo = np.angle(p) / (2 * np.pi * lag)  # coarse, cycles/sample
+    def _sync(self, x: np.ndarray, dets: list[tuple[int, complex]]) -> list[_Candidate]:
+        """Timing, CFO, noise, channel and header FFTs for all detections at once (vectorised)."""
+        n, lag, cw, cp = self.n_fft, STS_PERIOD, self.cp, self.cp
+        s = np.array([d[0] for d in dets], dtype=np.int64)
+        cfo = np.angle(np.array([d[1] for d in dets])) / (2 * np.pi * lag)  # coarse, cycles/sample
         # A window starting at s inside the metric's plateau means STS start t0 in [s - slack, s]
         # (slack = sts_len - window - lag); at high SNR a window that only overlaps the STS's start also
-        # scores high, so t0 may be up to s + window. LTF1 starts at t0 + sts_len + ltf_cp.
-        lo = s + self.ltf_cp + _DET_WINDOW + lag - 56  # margin: multipath stretches the plateau
-        hi = s + _DET_WINDOW + self.sts_len + self.ltf_cp + 24
-        k = hi - lo + 1
-        cw = self.cp  # multipath capture window (samples)
-        seg = _segment(x, lo, hi + 3 * n + cw)
-        rot = np.exp(-2j * np.pi * cfo * np.arange(seg.size)).astype(np.complex64)
-        seg = seg * rot
-        win = sliding_window_view(seg, n)
-        c = win @ self._ltf_ref  # cross-correlation with the LTF per lag
-        energy = np.concatenate([[0.0], np.cumsum(np.abs(seg.astype(np.complex128)) ** 2)])
-        ew = energy[n:] - energy[:-n]
+        # scores high, so t0 may be up to s + window. LTF1 starts at t0 + sts_len + ltf_cp. Margins:
+        # multipath stretches the plateau.
+        lo = s + (self.ltf_cp + _DET_WINDOW + lag - 56)
+        k = (_DET_WINDOW + self.sts_len + self.ltf_cp + 24) - (self.ltf_cp + _DET_WINDOW + lag - 56) + 1
+        seg_len = k + 2 * n + cw
+        t = np.arange(seg_len)
+        seg = _gather(x, lo[:, None] + t[None, :])
+        seg *= np.exp(-2j * np.pi * cfo[:, None] * t[None, :]).astype(np.complex64)
+        c = sliding_window_view(seg, n, axis=1) @ self._ltf_ref  # [C, lags] correlation with the LTF
+        e = np.abs(seg.astype(np.complex128)) ** 2
+        energy = np.concatenate([np.zeros((len(dets), 1)), np.cumsum(e, axis=1)], axis=1)
+        ew = energy[:, n:] - energy[:, :-n]
         # LTF1 and LTF2 match at tau0 with the same phase: combine them coherently. At tau0 + 64 the
         # second term is the header (random phase), at tau0 - 64 the first is only the CP half, so the
         # coherent sum resolves the 64-sample ambiguity; summing it over a CP-long window of lags
         # captures all multipath taps and picks the right region even when no single tap dominates.
-        both = np.abs(c[: k + cw] + c[n : n + k + cw]) ** 2
-        csum = np.concatenate([[0.0], np.cumsum(both)])
-        tc = int(np.argmax(csum[cw : cw + k] - csum[:k]))
-        region = both[tc : tc + cw]
-        tp = tc + int(np.argmax(region))
+        both = np.abs(c[:, : k + cw] + c[:, n : n + k + cw]) ** 2
+        csum = np.concatenate([np.zeros((len(dets), 1)), np.cumsum(both, axis=1)], axis=1)
+        tc = np.argmax(csum[:, cw : cw + k] - csum[:, :k], axis=1)
+        rows = np.arange(len(dets))
+        region = both[rows[:, None], tc[:, None] + np.arange(cw)[None, :]]
+        tp = tc + np.argmax(region, axis=1)
         tm = tc + cw // 2
-        rho = float(np.sqrt(min(1.0, region.sum() / (2 * self._ltf_energy * (ew[tm] + ew[tm + n]) + 1e-30))))
-        if rho < self.config.ltf_threshold:
-            return None
-        # first path: the earliest lag within cp - 4 before the peak with enough correlation power
-        lo_fp = max(0, tp - (self.cp - 4))
-        above = np.flatnonzero(both[lo_fp : tp + 1] >= _FIRST_PATH_FRACTION**2 * both[tp])
-        t_first = lo + lo_fp + int(above[0])
-        t_fft = t_first - _TIMING_BACKOFF
+        rho = np.sqrt(np.minimum(1.0, region.sum(1) / (2 * self._ltf_energy * (ew[rows, tm] + ew[rows, tm + n]) + 1e-30)))
+        # First path: the earliest lag within cp - 4 before the peak with enough correlation power.
+        back = np.arange(-(cp - 4), 1)
+        idx = np.maximum(tp[:, None] + back[None, :], 0)
+        above = both[rows[:, None], idx] >= _FIRST_PATH_FRACTION**2 * both[rows, tp][:, None]
+        t_first = lo + idx[rows, np.argmax(above, axis=1)]
         start = t_first - self.sts_len - self.ltf_cp
-        if start < -_TIMING_BACKOFF:
-            return None  # the burst began before this buffer
-        # Fine CFO and noise over the LTF (CP included, first cp samples skipped).
-        ltf_seg = _segment(x, t_first - self.ltf_cp + self.cp, t_first + 2 * n - 8)
-        e_ltf, n_ltf, q = _lag_diff(ltf_seg, n)
-        resid = np.angle(q * np.exp(-2j * np.pi * cfo * n)) / (2 * np.pi * n)
-        cfo = cfo + resid
-        sts_seg = _segment(x, start + self.cp, start + self.sts_len - 16)
-        e_sts, n_sts, _ = _lag_diff(sts_seg, lag)
-        noise_var = max((e_ltf + e_sts) / (2.0 * (n_ltf + n_sts)), 1e-30)
+        keep = (rho >= self.config.ltf_threshold) & (start >= -_TIMING_BACKOFF)
+        if not keep.any():
+            return []
+        cfo, t_first, start, rho = cfo[keep], t_first[keep], start[keep], rho[keep]
+        # Fine CFO and noise over the LTF (CP included, first cp samples skipped) and the STS.
+        ltf = _gather(x, (t_first - self.ltf_cp + cp)[:, None] + np.arange(self.ltf_cp - cp + 2 * n - 8)[None, :])
+        e_ltf, n_ltf, q = _lag_diff(ltf, n)
+        cfo = cfo + np.angle(q * np.exp(-2j * np.pi * cfo * n)) / (2 * np.pi * n)
+        sts = _gather(x, (start + cp)[:, None] + np.arange(self.sts_len - 16 - cp)[None, :])
+        e_sts, n_sts, _ = _lag_diff(sts, lag)
+        noise_var = np.maximum((e_ltf + e_sts) / (2.0 * (n_ltf + n_sts)), 1e-30)
         # Channel estimate and header symbols, CFO-corrected with phase reference at t_fft.
-        offs = np.concatenate([[0, n], 2 * n + self.cp + self.sym_len * np.arange(self.n_hdr)])
+        t_fft = t_first - _TIMING_BACKOFF
+        offs = np.concatenate([[0, n], 2 * n + cp + self.sym_len * np.arange(self.n_hdr)])
         y = self._fft_symbols(x, t_fft, offs, cfo)
-        h_raw = 0.5 * (y[0] + y[1]) * self._ltf_freq
-        h_used = h_raw[self.used]
+        h_used = (0.5 * (y[:, 0] + y[:, 1]) * self._ltf_freq)[:, self.used]
         if self.config.smooth_channel:
             h_used = self._smooth(h_used, noise_var * n)
-        return _Candidate(
-            t_first=t_first,
-            t_fft=t_fft,
-            start=max(start, 0),
-            cfo=float(cfo),
-            noise_var=float(noise_var),
-            h_used=h_used,
-            y_hdr=y[2:],
-            ltf_corr=rho,
-        )
+        return [
+            _Candidate(
+                t_first=int(t_first[i]),
+                t_fft=int(t_fft[i]),
+                start=int(max(start[i], 0)),
+                cfo=float(cfo[i]),
+                noise_var=float(noise_var[i]),
+                h_used=h_used[i],
+                y_hdr=y[i, 2:],
+                ltf_corr=float(rho[i]),
+            )
+            for i in range(t_first.size)
+        ]
 
-    def _fft_symbols(self, x: np.ndarray, t_ref: int, offsets: np.ndarray, cfo: float) -> np.ndarray:
-        """FFT of the n-sample windows starting at ``t_ref + offsets``, CFO-corrected (phase 0 at t_ref).
+    def _fft_symbols(self, x: np.ndarray, t_ref: np.ndarray, offsets: np.ndarray, cfo: np.ndarray) -> np.ndarray:
+        """FFTs of the windows ``t_ref[f] + offsets[m] + [0, fft_size)``, CFO-corrected (phase 0 at t_ref).
 
-        Returns complex64[len(offsets), fft_size].
+        Args: t_ref int[F], offsets int[M] (or int[F, M]), cfo float[F] (cycles/sample).
+        Returns complex64[F, M, fft_size].
         """
-        n = self.n_fft
-        lo, hi = t_ref + int(offsets[0]), t_ref + int(offsets[-1]) + n
-        seg = _segment(x, lo, hi)
-        rel = (offsets - offsets[0])[:, None] + self._k_idx[None, :]
-        w = seg[rel]
-        rot_m = np.exp(-2j * np.pi * cfo * offsets.astype(np.float64))
-        rot_k = np.exp(-2j * np.pi * cfo * self._k_idx)
-        w *= (rot_m[:, None] * rot_k[None, :]).astype(np.complex64)
-        return sp_fft.fft(w, axis=1)
+        offsets = np.broadcast_to(offsets, (t_ref.size, np.shape(offsets)[-1]))
+        w = _gather(x, (t_ref[:, None] + offsets)[:, :, None] + self._k_idx[None, None, :])
+        rot_m = np.exp(-2j * np.pi * cfo[:, None] * offsets)
+        rot_k = np.exp(-2j * np.pi * cfo[:, None] * self._k_idx[None, :])
+        w *= (rot_m[:, :, None] * rot_k[:, None, :]).astype(np.complex64)
+        return sp_fft.fft(w, axis=-1)
 
-    def _smooth(self, h_used: np.ndarray, noise_bin: float) -> np.ndarray:
-        """Denoise the LTF channel estimate: adaptive LMMSE fit of a short impulse response.
+    def _smooth(self, h_used: np.ndarray, noise_bin: np.ndarray) -> np.ndarray:
+        """Denoise LTF channel estimates (complex[F, n_used]): adaptive LMMSE fit of a short impulse response.
 
         Model: ``H_used = A h + e`` with taps h at delays -4..cp+6 and e of variance ``noise_bin / 2``
         per bin (two LTFs averaged). Stage 1 assumes a uniform power-delay profile; stage 2 uses the
@@ -698,36 +717,39 @@ class Modem:
         unobservable.)
         """
         a = self._fit_A
-        s2 = 0.5 * noise_bin
-        p_tot = max(float(np.mean(np.abs(h_used) ** 2)) - s2, 1e-3 * s2)
-        rhs = self._fit_AH @ h_used
-        prior = np.full(a.shape[1], p_tot / a.shape[1])
-        diag = np.diag_indices(a.shape[1])
+        s2 = 0.5 * noise_bin  # [F]
+        p_tot = np.maximum(np.mean(np.abs(h_used) ** 2, axis=1) - s2, 1e-3 * s2)
+        rhs = h_used @ self._fit_AH.T  # [F, taps]
+        n_taps = a.shape[1]
+        prior = np.repeat((p_tot / n_taps)[:, None], n_taps, axis=1)
+        diag = np.arange(n_taps)
         for _ in range(2):
             # posterior mean of the taps: (A^H A + s2 diag(1/prior))^-1 A^H H
-            mat = self._fit_gram.copy()
-            mat[diag] += s2 / prior
-            taps = np.linalg.solve(mat, rhs)
-            prior = np.abs(taps) ** 2 + 1e-6 * p_tot
-        return a @ taps
+            mat = np.repeat(self._fit_gram[None], h_used.shape[0], axis=0)
+            mat[:, diag, diag] += s2[:, None] / prior
+            taps = np.linalg.solve(mat, rhs[:, :, None])[:, :, 0]
+            prior = np.abs(taps) ** 2 + 1e-6 * p_tot[:, None]
+        return taps @ a.T
 
     # header ------------------------------------------------------------------------------------
     def _decode_headers(self, cands: list[_Candidate]) -> None:
-        llrs = np.zeros((len(cands), _HEADER_CODED))
-        for i, c in enumerate(cands):
-            h = np.zeros(self.n_fft, complex)
-            h[self.used] = c.h_used
-            ref = self.pilot_values(np.arange(self.n_hdr)) * h[self.pilots][None, :]
-            cpe = np.sum(c.y_hdr[:, self.pilots] * np.conj(ref), axis=1)
-            rot = np.exp(-1j * np.angle(cpe))[:, None]
-            hd = h[self.data][None, :]
-            y = c.y_hdr[:, self.data] * rot / hd
-            nv = (c.noise_var * self.n_fft / np.maximum(np.abs(hd) ** 2, 1e-30)) * np.ones_like(y.real)
-            y, nv = y.ravel(), nv.ravel()
-            slot_llr = np.empty(2 * y.size)
-            slot_llr[0::2] = 2 * np.sqrt(2) * y.real / nv
-            slot_llr[1::2] = 2 * np.sqrt(2) * y.imag / nv
-            llrs[i] = np.bincount(self._hdr_src, weights=slot_llr, minlength=_HEADER_CODED)
+        """Equalise, demap and Viterbi-decode the headers of all candidates at once; sets header(_ok)."""
+        n = self.n_fft
+        h = np.zeros((len(cands), n), complex)
+        h[:, self.used] = np.stack([c.h_used for c in cands])
+        y_hdr = np.stack([c.y_hdr for c in cands])  # [F, n_hdr, N]
+        nv0 = np.array([c.noise_var for c in cands]) * n
+        ref = self.pilot_values(np.arange(self.n_hdr))[None] * h[:, None, self.pilots]
+        cpe = np.sum(y_hdr[:, :, self.pilots] * np.conj(ref), axis=2)  # common phase per symbol
+        hd = h[:, None, self.data]
+        y = y_hdr[:, :, self.data] * np.exp(-1j * np.angle(cpe))[:, :, None] / hd
+        nv = nv0[:, None, None] / np.maximum(np.abs(hd) ** 2, 1e-30)
+        scale = np.broadcast_to(2 * np.sqrt(2) / nv, y.shape).reshape(len(cands), -1)
+        y = y.reshape(len(cands), -1)
+        slot_llr = np.empty((len(cands), 2 * y.shape[1]))
+        slot_llr[:, 0::2] = y.real * scale
+        slot_llr[:, 1::2] = y.imag * scale
+        llrs = slot_llr @ self._hdr_combine  # soft-combine the repeated coded bits
         bits = viterbi_decode(np.clip(llrs, -1e6, 1e6))
         for c, b in zip(cands, np.atleast_2d(bits), strict=True):
             raw = np.packbits(b).tobytes()
@@ -736,48 +758,58 @@ class Modem:
             c.header_ok = bool(ok and 1 <= c.header.length <= self.config.max_payload_symbols)
 
     # payload -----------------------------------------------------------------------------------
-    def _payload(self, x: np.ndarray, c: _Candidate) -> RxFrame | None:
-        n = self.n_fft
-        length = c.header.length
-        n_pay = self.n_payload_ofdm(length)
-        end = c.start + self.burst_length(length)
-        if c.t_first - self.sts_len - self.ltf_cp + self.burst_length(length) > x.size + _TIMING_BACKOFF:
-            return None  # truncated by the end of the buffer
-        m_all = np.arange(self.n_hdr + n_pay)
-        offs = 2 * n + self.cp + self.sym_len * m_all[self.n_hdr :]
-        y_pay = self._fft_symbols(x, c.t_fft, offs, c.cfo)
-        y = np.concatenate([c.y_hdr, y_pay])
-        h = np.zeros(n, complex)
-        h[self.used] = c.h_used
+    def _payload(self, x: np.ndarray, cands: list[_Candidate]) -> list[RxFrame]:
+        """Demodulate the payloads of CRC-verified candidates (vectorised over frames)."""
+        if not cands:
+            return []
+        n, nh, nf = self.n_fft, self.n_hdr, len(cands)
+        lengths = np.array([c.header.length for c in cands])
+        n_pay = -(-lengths // self.n_data)
+        m_max = int(n_pay.max())
+        m_all = np.arange(nh + m_max)
+        valid = m_all[None, :] < (nh + n_pay)[:, None]  # [F, M] symbols that exist
+        t_fft = np.array([c.t_fft for c in cands])
+        cfo = np.array([c.cfo for c in cands])
+        offs = 2 * n + self.cp + self.sym_len * m_all[nh:]
+        y_pay = self._fft_symbols(x, t_fft, offs, cfo)  # [F, m_max, N]
+        y = np.concatenate([np.stack([c.y_hdr for c in cands]), y_pay], axis=1)
+        h = np.zeros((nf, n), complex)
+        h[:, self.used] = np.stack([c.h_used for c in cands])
         # Known reference per symbol: header (CRC-verified) on all used bins, payload pilots.
-        ref_p = self.pilot_values(m_all) * h[self.pilots][None, :]
-        corr = np.sum(y[:, self.pilots] * np.conj(ref_p), axis=1)
-        hdr_grid = np.zeros((self.n_hdr, n), complex)
-        hdr_grid[:, self.data] = self._header_symbols(c.header).reshape(self.n_hdr, self.n_data)
-        corr[: self.n_hdr] += np.sum(y[: self.n_hdr][:, self.data] * np.conj(hdr_grid[:, self.data] * h[self.data]), 1)
-        # Linear phase model phi_m = a + b m (residual CFO + common phase).
+        ref_p = self.pilot_values(m_all)[None] * h[:, None, self.pilots]
+        corr = np.sum(y[:, :, self.pilots] * np.conj(ref_p), axis=2)
+        hdr = np.stack([self._header_symbols(c.header) for c in cands]).reshape(nf, nh, self.n_data)
+        corr[:, :nh] += np.sum(y[:, :nh][:, :, self.data] * np.conj(hdr * h[:, None, self.data]), axis=2)
+        corr[~valid] = 0
+        # Linear phase model phi_m = a + b m (residual CFO + common phase), per frame.
         slope = _phase_slope(corr)
-        offset = float(np.angle(np.sum(corr * np.exp(-1j * slope * m_all))))
-        phase = offset + slope * m_all[self.n_hdr :]
-        hd = h[self.data]
-        eq = y_pay[:, self.data] * np.exp(-1j * phase)[:, None] / hd[None, :]
-        symbols = eq.ravel()[:length].astype(np.complex64)
-        nv = np.broadcast_to(c.noise_var * n / np.maximum(np.abs(hd) ** 2, 1e-30), eq.shape).ravel()[:length]
-        cfo_hz = (c.cfo + slope / (2 * np.pi * self.sym_len)) * self.config.sample_rate_hz
-        hfull = np.zeros(n, dtype=np.complex64)
-        hfull[self.used] = c.h_used / self._scale
-        return RxFrame(
-            header=c.header,
-            header_ok=True,
-            symbols=symbols,
-            snr_db=self._snr_db(x, c.start, end, c.noise_var),
-            cfo_hz=float(cfo_hz),
-            start=int(c.start),
-            end=int(end),
-            noise_var=nv.astype(np.float32),
-            channel=hfull,
-            ltf_corr=c.ltf_corr,
-        )
+        offset = np.angle(np.sum(corr * np.exp(-1j * slope[:, None] * m_all[None, :]), axis=1))
+        phase = offset[:, None] + slope[:, None] * m_all[None, nh:]
+        hd = h[:, self.data]
+        eq = y_pay[:, :, self.data] * (np.exp(-1j * phase)[:, :, None] / hd[:, None, :])
+        nv_bins = np.array([c.noise_var for c in cands])[:, None] * n / np.maximum(np.abs(hd) ** 2, 1e-30)
+        frames = []
+        for i, c in enumerate(cands):
+            length = int(lengths[i])
+            end = c.start + self.burst_length(length)
+            hfull = np.zeros(n, dtype=np.complex64)
+            hfull[self.used] = c.h_used / self._scale
+            nv = np.broadcast_to(nv_bins[i], (int(n_pay[i]), self.n_data)).ravel()[:length]
+            frames.append(
+                RxFrame(
+                    header=c.header,
+                    header_ok=True,
+                    symbols=eq[i, : n_pay[i]].ravel()[:length].astype(np.complex64),
+                    snr_db=self._snr_db(x, c.start, end, c.noise_var),
+                    cfo_hz=float((c.cfo + slope[i] / (2 * np.pi * self.sym_len)) * self.config.sample_rate_hz),
+                    start=int(c.start),
+                    end=int(end),
+                    noise_var=nv.astype(np.float32),
+                    channel=hfull,
+                    ltf_corr=c.ltf_corr,
+                )
+            )
+        return frames
 
     def _failed_frame(self, x: np.ndarray, c: _Candidate, end: int) -> RxFrame:
         hfull = np.zeros(self.n_fft, dtype=np.complex64)
