@@ -193,6 +193,7 @@ def radio_pair(args: argparse.Namespace, chan: dict[str, Any] | None):
                                                          parse_opts(args.tx_opt, "--tx-opt"), args))
                 rx = stack.enter_context(open_radio_from(args.rx_radio, args.rx_uri, "rx",
                                                          parse_opts(args.rx_opt, "--rx-opt"), args))
+                rx.rx(1024)  # start RX streaming before the first burst goes out
                 yield tx, rx, None
                 return
             from ..channel import ChannelSimulator

@@ -66,6 +66,32 @@ def open_loopback(
         yield Loopback(ch, tx, SemanticReceiver(student, modem, rxr, link, fb_tx))
 
 
+@contextlib.contextmanager
+def open_radio_loopback(
+    student: Any,
+    radio: Any,
+    link: LinkConfig = LinkConfig(pack_bursts=True),
+    modem_config: ModemConfig = ModemConfig(),
+    feedback: bool = True,
+) -> Iterator[Loopback]:
+    """One full-duplex radio whose TX is cabled (through an attenuator) to its own RX: both link ends on it.
+
+    The radio is closed on exit. ``channel`` of the result is None (no simulator, no truth reports).
+    """
+    modem = Modem(modem_config)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(radio)
+        radio.rx(1024)  # start RX streaming (and flush stale blocks) before the first burst goes out
+        fb_rx = fb_tx = None
+        if feedback:
+            fb_rx = stack.enter_context(FeedbackReceiver("tcp://127.0.0.1:0", bind=True,
+                                                         initial_snr_db=link.initial_snr_db,
+                                                         alpha=link.feedback_alpha))
+            fb_tx = stack.enter_context(FeedbackSender(fb_rx.endpoint))
+        yield Loopback(None, SemanticTransmitter(student, modem, radio, link, fb_rx),
+                       SemanticReceiver(student, modem, radio, link, fb_tx))
+
+
 def run_loopback(
     student: Any,
     images: np.ndarray,

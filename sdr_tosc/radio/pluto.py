@@ -182,7 +182,8 @@ class PlutoRadio(Radio):
         # a live cyclic buffer must be destroyed first; a non-cyclic one only if the length changes
         if s._txbuf and (s.tx_cyclic_buffer or cyclic or self._tx_len != iq.size):
             s.tx_destroy_buffer()
-        s.tx_cyclic_buffer = cyclic
+        if not s._txbuf:  # pyadi-iio refuses to change the cyclic flag while a buffer exists
+            s.tx_cyclic_buffer = cyclic
         s.tx(codes)
         self._tx_len = iq.size
 
