@@ -79,7 +79,9 @@ def bench_detection(modem, rng, trials, spread):
             for _ in range(n):
                 x, off = _rx(burst, rng, snr, float(rng.uniform(-CFO_MAX_HZ, CFO_MAX_HZ)), ds)
                 ok = _ok(modem.demodulate(x))
-                hit += int(len(ok) == 1 and ok[0].header.seq == 321 and abs(ok[0].start - off) <= 3)
+                # start within 3 samples (AWGN) or half a CP (multipath: the first tap may be weak)
+                tol = 3 if ds == 0 else modem.cp // 2
+                hit += int(len(ok) == 1 and ok[0].header.seq == 321 and abs(ok[0].start - off) <= tol)
             rows[f"{snr:g}dB"] = {"rate": hit / n, "trials": n}
         out[chan] = rows
     by_cfo = {}
@@ -242,7 +244,13 @@ def bench_speed(modem, rng):
         buf = awgn(place_bursts([burst] * n_frames, n_total, offs), 15.0, rng)
         frames = modem.demodulate(buf)
         assert sum(f.header_ok for f in frames) == n_frames, "speed buffer not fully decoded"
-        out["demodulate_samples_per_s"][name] = round(buf.size / _best_time(lambda b=buf: modem.demodulate(b), 3))
+        t = _best_time(lambda b=buf: modem.demodulate(b), 3)
+        out["demodulate_samples_per_s"][name] = round(buf.size / t)
+        out[f"demodulate_us_per_frame_{name}"] = round(1e6 * t / n_frames, 1)
+    out["note"] = (
+        "one core (BLAS threads = 1), best of repeats; the host is shared: load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end of the run"
+    )
     return out
 
 

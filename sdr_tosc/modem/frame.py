@@ -58,7 +58,6 @@ zero-forcing equalisation.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -427,10 +426,16 @@ class Modem:
         slot_gen = self._hdr_gen[:, self._hdr_src]  # [64 bits, slots]
         # table[i, v] = slot bits contributed by header byte i having value v
         byte_bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)  # [256, 8]
-        self._hdr_byte_table = np.stack(
+        table = np.stack(
             [(byte_bits.astype(np.int64) @ slot_gen[8 * i : 8 * i + 8].astype(np.int64)) % 2 for i in range(8)]
-        ).astype(np.intp)
-        self._byte_pos = np.arange(8)
+        )  # [8, 256, slots]
+        # ... stored as Python ints (slot 0 = most significant bit) so encoding is 8 integer XORs
+        self._hdr_slots = slots
+        self._hdr_word_bytes = -(-slots // 8)
+        weights = [1 << (slots - 1 - j) for j in range(slots)]
+        self._hdr_byte_words = [
+            [sum(w for w, b in zip(weights, table[i, v], strict=True) if b) for v in range(256)] for i in range(8)
+        ]
 
     def _make_channel_fit(self) -> None:
         taps = np.arange(-4, self.cp + 7)
@@ -469,9 +474,12 @@ class Modem:
         """complex[n_hdr * n_data] QPSK header symbols (CRC, convolutional code, repetition, interleaver)."""
         raw = header.to_bytes()
         c = crc16(raw)
-        # GF(2) encode + repeat + interleave: XOR of one precomputed row per header byte.
-        rows = self._hdr_byte_table[self._byte_pos, list(raw + bytes([c >> 8, c & 255]))]
-        slots = np.bitwise_xor.reduce(rows, axis=0)
+        # GF(2) encode + repeat + interleave: XOR of one precomputed slot-bit word per header byte.
+        word = 0
+        for table, byte in zip(self._hdr_byte_words, raw + bytes([c >> 8, c & 255]), strict=True):
+            word ^= table[byte]
+        slots = np.unpackbits(np.frombuffer(word.to_bytes(self._hdr_word_bytes, "big"), np.uint8))
+        slots = slots[slots.size - self._hdr_slots :].astype(np.intp)
         return _QPSK[2 * slots[0::2] + slots[1::2]]
 
     def modulate(self, payload: np.ndarray, header: FrameHeader) -> np.ndarray:
@@ -500,7 +508,7 @@ class Modem:
         if header.length not in (0, n):
             raise ValueError(f"header.length={header.length} does not match the payload's {n} symbols; use 0")
         if header.length == 0:
-            header = dataclasses.replace(header, length=n)
+            header = FrameHeader(header.seq, n, header.kind, header.snr_report_db)
         n_pay = self.n_payload_ofdm(n)
         m_total = self.n_hdr + n_pay
         grid = self._grid_template[:m_total].copy()  # pilots already in place
@@ -509,18 +517,19 @@ class Modem:
         pay_idx = self._data_idx[self.n_hdr * self.n_data : m_total * self.n_data]
         flat[pay_idx[:n]] = p
         flat[pay_idx[n:]] = self._pad[: pay_idx.size - n]
-        td = sp_fft.ifft(grid, axis=1)
-        td *= np.float32(self._scale * self.gain)
+        td = sp_fft.ifft(grid, axis=1, overwrite_x=True)
         out = np.empty(self.preamble_len + m_total * self.sym_len, dtype=np.complex64)
         out[: self.preamble_len] = self._preamble
         body = out[self.preamble_len :].reshape(m_total, self.sym_len)
-        body[:, self.cp :] = td
-        body[:, : self.cp] = td[:, -self.cp :]
-        mag2 = out.real * out.real
-        mag2 += out.imag * out.imag
-        over = mag2 > 1.0
-        if over.any():
-            out[over] /= np.sqrt(mag2[over])
+        np.multiply(td, np.float32(self._scale * self.gain), out=body[:, self.cp :])
+        body[:, : self.cp] = body[:, -self.cp :]
+        # Clip |x| > 1 (rare): only samples with a component above 1/sqrt(2) can exceed full scale.
+        maybe = np.flatnonzero(np.abs(out.view(np.float32)) > np.float32(0.7071)) >> 1
+        if maybe.size:
+            mag = np.abs(out[maybe])
+            big = mag > 1.0
+            if big.any():
+                out[maybe[big]] /= mag[big]
         return out
 
     # --------------------------------------------------------------------------------- receive
