@@ -191,3 +191,11 @@ def test_checkpoint_errors(tmp_path):
     mixed.write_bytes(struct.pack("<Q", len(new)) + new + text[8 + n:])
     with pytest.raises(ValueError, match="do not match the student architecture"):
         load_checkpoint(mixed)
+
+
+def test_float_images_are_accepted_and_not_modified(images):
+    m = _randomised()
+    f = torch.from_numpy(images).float() / 255.0
+    before = f.clone()
+    np.testing.assert_allclose(m.encode(f, 10.0), m.encode(images, 10.0), atol=1e-5)
+    assert torch.equal(f, before)

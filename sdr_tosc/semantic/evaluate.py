@@ -224,7 +224,7 @@ def plot_accuracy(result: dict[str, Any], path: str | Path, title: str | None = 
                              f"{d['modulation'].upper()}")
     styles = {"student": ("C0", "o", "-"), "fixed_snr": ("C1", "s", "--"), "no_kd": ("C2", "^", "-."),
               "digital": ("C3", "D", ":")}
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(7.5, 5.6), dpi=120)
     for name in CURVES:
         ys = result["accuracy"].get(name)
         if ys is None:
@@ -243,7 +243,7 @@ def plot_accuracy(result: dict[str, Any], path: str | Path, title: str | None = 
     ax.set_ylim(0, 100)
     ax.set_xticks(snrs)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=7.5, frameon=False)
     ax.set_title(title or f"{result['dataset']['name']} ({result['num_images']} test images), "
                           f"{result['channel'].upper()} channel")
     fig.tight_layout()

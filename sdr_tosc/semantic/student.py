@@ -434,15 +434,14 @@ class SemanticStudent(nn.Module):
         x = torch.as_tensor(images)
         if x.ndim == 3 and tuple(x.shape) == tuple(self.config.image_shape):
             x = x[None]
-        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.config.image_shape):
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.config.image_shape) or not (
+                x.dtype == torch.uint8 or x.is_floating_point()):
             return self.prepare(images)  # raises the explanatory error
         if x.dtype == torch.uint8:
-            x = x.float().mul_(1.0 / 255.0)
-        elif x.is_floating_point():
-            x = x.float()
+            x = x.float().mul_(1.0 / 255.0).sub_(0.5)
         else:
-            raise ValueError(f"images must be uint8 (or float in [0, 1]), got {x.dtype}")
-        return x.sub_(0.5).permute(0, 3, 1, 2) if x.dtype == torch.float32 and x.is_contiguous() else self.prepare(images)
+            x = x.float() - 0.5  # a new tensor: never modify the caller's images
+        return x.permute(0, 3, 1, 2)
 
     def decode(self, symbols: Any, snr_db: float) -> np.ndarray:
         """Equalised symbols ``complex [B, k]`` (or ``[k]``), ``1 <= k <= k_max`` -> ``float32`` logits ``[B, C]``.
