@@ -32,7 +32,7 @@ def test_frames_through_the_simulator_match_the_truth():
         bursts = [m.modulate(p, modem.FrameHeader(seq=i)) for i, p in enumerate(payloads)]
         for b in bursts:
             tx.tx(b)
-        ch.wait_received(sum(b.size for b in bursts))
+        ch.wait_received(sum(b.size for b in bursts), timeout_s=30)
         total = sum(b.size for b in bursts) + 4 * 5000 + 2000
         iq = rx.rx(total)
         t0 = rx.rx_timestamp

@@ -26,7 +26,7 @@ from .config import ChannelConfig
 class Timeline:
     """Pending part of the timeline: signal (complex64) and noise std (float32) from ``pos`` onwards."""
 
-    def __init__(self, idle_std: float, capacity: int = 1 << 20) -> None:
+    def __init__(self, idle_std: float, capacity: int = 1 << 23) -> None:
         self.sig = np.zeros(capacity, np.complex64)
         self.std = np.zeros(capacity, np.float32)
         self.head = 0  # array index of absolute sample `pos`
@@ -82,6 +82,57 @@ class Timeline:
         return sig, std, ts
 
 
+class NoiseStream:
+    """Standard complex normal samples (each of I and Q ~ N(0, 1)) from one seeded generator, in order.
+
+    A helper thread generates the next block while the caller works (numpy releases the GIL while it
+    fills), so noise costs little wall time on a multi-core machine. The stream is the same whatever the
+    timing: blocks are generated in sequence by a single worker.
+    """
+
+    def __init__(self, seed: int, block: int = 1 << 18, prefetch: bool = True) -> None:
+        self._rng = np.random.Generator(np.random.SFC64(np.random.SeedSequence([int(seed), 0x5EED])))
+        self._block = block
+        self._buf = np.zeros(0, np.complex64)
+        self._pool = None
+        self._next = None
+        if prefetch:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="sdr-tosc-noise")
+            self._next = self._pool.submit(self._make, block)
+
+    def _make(self, n: int) -> np.ndarray:
+        return self._rng.standard_normal(2 * n, dtype=np.float32).view(np.complex64)
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` samples: ``complex64[n]`` (a fresh array the caller may modify)."""
+        parts = []
+        have = self._buf.size
+        if have:
+            parts.append(self._buf[:n])
+        while have < n:
+            want = max(self._block, n - have)
+            if self._next is not None:
+                blk = self._next.result()
+                if blk.size < want:
+                    blk = np.concatenate([blk, self._make(want - blk.size)])
+                self._next = self._pool.submit(self._make, self._block)
+            else:
+                blk = self._make(want)
+            parts.append(blk)
+            have += blk.size
+        data = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        self._buf = data[n:]
+        return data[:n]  # the caller may modify it: the rest of the stream lives in data[n:]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+            self._next = None
+
+
 class ChannelCore:
     """Place TX bursts and read the impaired timeline. Pure numpy; one seeded generator.
 
@@ -89,8 +140,9 @@ class ChannelCore:
     ``read(n)`` returns ``(complex64[n], timestamp)``. ``truth`` holds one dict per burst.
     """
 
-    def __init__(self, config: ChannelConfig, truth_capacity: int = 100_000) -> None:
-        self.rng = np.random.default_rng(config.seed)
+    def __init__(self, config: ChannelConfig, truth_capacity: int = 100_000, prefetch_noise: bool = False) -> None:
+        self.rng = np.random.default_rng(config.seed)  # gaps, fading, drops, phase noise
+        self.noise = NoiseStream(config.seed, prefetch=prefetch_noise)  # AWGN, in order
         self.config = config
         self.truth: deque[dict[str, Any]] = deque(maxlen=truth_capacity)
         self.burst_index = 0
@@ -247,7 +299,7 @@ class ChannelCore:
         """The next ``n`` samples of the receiver's timeline: ``(complex64[n], timestamp)``."""
         cfg = self.config
         sig, std, ts = self.timeline.read(n)
-        w = self.rng.standard_normal(2 * n, dtype=np.float32).view(np.complex64)
+        w = self.noise.take(n)
         if std[0] == std[-1] and (n < 2 or (std.min() == std.max())):
             w *= std[0]
         else:
@@ -268,6 +320,10 @@ class ChannelCore:
 
     def pending(self) -> int:
         return self.timeline.pending
+
+    def close(self) -> None:
+        """Stop the noise helper thread."""
+        self.noise.close()
 
     def take_pending(self) -> tuple[np.ndarray, int] | None:
         """Read everything placed so far (stream mode: no idle time is generated)."""

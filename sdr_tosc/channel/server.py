@@ -65,7 +65,7 @@ class ChannelServer:
                                    ("out_pattern", out_pattern, ("rep", "push"))):
             if val not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {val!r}")
-        self.core = ChannelCore(config)
+        self.core = ChannelCore(config, prefetch_noise=True)
         self.in_format, self.out_format, self.out_pattern = in_format, out_format, out_pattern
         self._zmq = zmq
         self.ctx = zmq.Context()
@@ -205,17 +205,17 @@ class ChannelServer:
             n = max(0, min(n, MAX_REQUEST_SAMPLES))
             payload = self._encode_out(*self.core.read(n)) if n else b""
             envelope = [ident, b""] if len(frames) >= 3 else [ident]
-            self.sock_out.send_multipart([*envelope, payload], copy=False)
+            self.sock_out.send_multipart([*envelope, payload], copy=True)
 
     def _push_pending(self) -> None:
         got = self.core.take_pending()
         if got is None:
             return
-        self.sock_out.send(self._encode_out(*got), copy=False)
+        self.sock_out.send(self._encode_out(*got), copy=True)
 
     def _encode_out(self, iq: np.ndarray, ts: int):
         if self.out_format == "raw":
-            return iq.tobytes()
+            return iq  # sent with copy=True: one copy into the ZMQ message
         cfg = self.core.config
         hdr = wire.Header(0, self._out_seq, ts, cfg.sample_rate_hz, cfg.center_freq_hz, 0.0, iq.size)
         self._out_seq += 1
@@ -265,6 +265,8 @@ class ChannelServer:
         return s
 
     def close(self) -> None:
+        if hasattr(self, "core"):
+            self.core.close()
         for s in (getattr(self, "sock_in", None), getattr(self, "sock_out", None), getattr(self, "sock_ctl", None)):
             if s is not None:
                 s.close(0)

@@ -90,12 +90,12 @@ class Header:
                            self.center_freq_hz, self.tx_gain_db, self.count)
 
 
-def encode_message(iq: np.ndarray, header: Header) -> bytearray:
-    """Header + payload in one buffer (one copy of the samples). ``iq: complex64[count]``."""
-    buf = bytearray(HEADER_SIZE + SAMPLE_BYTES * iq.size)
+def encode_message(iq: np.ndarray, header: Header) -> np.ndarray:
+    """Header + payload in one ``uint8`` buffer (one copy of the samples). ``iq: complex64[count]``."""
+    buf = np.empty(HEADER_SIZE + SAMPLE_BYTES * iq.size, np.uint8)  # no zero-fill: every byte is written
     HEADER.pack_into(buf, 0, MAGIC, VERSION, header.flags, header.seq, header.timestamp,
                      header.sample_rate_hz, header.center_freq_hz, header.tx_gain_db, iq.size)
-    np.frombuffer(buf, np.complex64, count=iq.size, offset=HEADER_SIZE)[:] = iq
+    buf[HEADER_SIZE:].view(np.complex64)[:] = iq
     return buf
 
 
@@ -305,8 +305,11 @@ class ZmqRadio(Radio):
             self._tx_seq += 1
 
     def _send(self, buf) -> None:
+        if self._tx_sock is None:
+            raise RuntimeError("zmq radio was closed while transmitting")
         try:
-            self._tx_sock.send(buf, copy=False)
+            # copy=True: libzmq owns its copy, so nothing can free the memory while it is on the wire
+            self._tx_sock.send(buf, copy=True)
         except self._zmq.Again:
             self._counters.underflows += 1
             raise TimeoutError(

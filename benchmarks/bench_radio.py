@@ -1,0 +1,145 @@
+"""Throughput of the radio path on loopback; prints one JSON object.
+
+TX radio -> channel simulator process (AWGN + CFO + multipath) -> RX radio, in framed and raw modes, as
+complex samples per second delivered to the receiver while the transmitter keeps the channel fed (one
+continuous burst). Also the emulated Pluto's RX throughput through pyadi-iio/libiio (cheap, if installed).
+
+    python benchmarks/bench_radio.py [--seconds 5] [--sample-rate-hz 30.72e6] [--chunk 262144]
+
+Targets: >= 20 Msps (3x what a Pluto sustains over USB 2), goal >= 61.44 Msps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import threading
+import time
+
+import numpy as np
+
+from sdr_tosc.channel import ChannelSimulator
+from sdr_tosc.radio import open_radio
+
+
+def bench_channel(mode: str, seconds: float, fs: float, chunk: int, multipath: str) -> dict:
+    raw = mode == "raw"
+    settings = dict(snr_db=20.0, cfo_hz=1000.0, multipath=multipath, sample_rate_hz=fs, seed=1)
+    rng = np.random.default_rng(0)
+    x = (0.3 * np.exp(2j * np.pi * rng.random(chunk))).astype(np.complex64)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    with ChannelSimulator(raw=raw, **settings) as ch:
+        kw = dict(sample_rate_hz=fs, mode=mode, chunk_samples=chunk, timeout_s=10.0)
+        with open_radio("zmq", tx_endpoint=ch.in_endpoint, **kw) as tx, \
+                open_radio("zmq", rx_endpoint=ch.out_endpoint, max_outstanding=4, **kw) as rx:
+
+            def feed() -> None:
+                try:
+                    first = True
+                    while not stop.is_set():
+                        tx.tx(x, start_of_burst=first, end_of_burst=False)
+                        first = False
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    if not stop.is_set():
+                        errors.append(exc)
+
+            th = threading.Thread(target=feed, daemon=True)
+            th.start()
+            ch.wait_received(4 * chunk, timeout_s=30)
+            rx.rx(4 * chunk)  # warm-up
+            n = 0
+            c0, s0 = _proc_cpu_s(ch.pid), _self_cpu_s()
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                n += rx.rx(4 * chunk).size
+            dt = time.perf_counter() - t0
+            c1, s1 = _proc_cpu_s(ch.pid), _self_cpu_s()
+            stop.set()
+            stats = ch.stats()
+            th.join(timeout=15)
+    if errors:
+        raise errors[0]
+    return {"msps": n / dt / 1e6, "samples": n, "seconds": dt,
+            "cpu_ns_per_sample": {"channel_process": (c1 - c0) / n * 1e9, "tx_and_rx_radios": (s1 - s0) / n * 1e9},
+            "channel_stats": {k: stats[k] for k in ("samples_in", "samples_out", "underflows") if k in stats}}
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process (Linux /proc), 0.0 where unavailable."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _self_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def bench_channel_core(fs: float, chunk: int, multipath: str, seconds: float = 2.0) -> dict:
+    """The simulator's engine alone, in this process, one thread: push + read, no sockets."""
+    from sdr_tosc.channel.config import ChannelConfig
+    from sdr_tosc.channel.core import ChannelCore
+
+    core = ChannelCore(ChannelConfig(snr_db=20.0, cfo_hz=1000.0, multipath=multipath, sample_rate_hz=fs, seed=1))
+    x = (0.3 * np.exp(2j * np.pi * np.random.default_rng(0).random(chunk))).astype(np.complex64)
+    n, first = 0, True
+    c0, t0 = _self_cpu_s(), time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        core.push(x, start_of_burst=first)
+        first = False
+        n += core.read(chunk)[0].size
+    dt, cpu = time.perf_counter() - t0, _self_cpu_s() - c0
+    return {"msps": n / dt / 1e6, "cpu_ns_per_sample": cpu / n * 1e9}
+
+
+def bench_pluto_emulator(seconds: float) -> dict | None:
+    try:
+        import adi  # noqa: F401
+    except (ImportError, OSError):
+        return None
+    from sdr_tosc.radio.iiod_emulator import IiodEmulator
+
+    with IiodEmulator(realtime_overflow=False) as emu, \
+            open_radio("pluto", uri=emu.uri, sample_rate_hz=61.44e6, rx_buffer_samples=1 << 16) as r:
+        r.rx(1 << 16)
+        n = 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            n += r.rx(1 << 16).size
+        dt = time.perf_counter() - t0
+    return {"msps": n / dt / 1e6, "samples": n, "seconds": dt,
+            "note": "RX through real pyadi-iio + libiio network client against the in-repo iiod emulator"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--sample-rate-hz", type=float, default=30.72e6)
+    p.add_argument("--chunk", type=int, default=1 << 18)
+    p.add_argument("--multipath", default="epa")
+    args = p.parse_args()
+    out = {
+        "benchmark": "radio_loopback_throughput",
+        "path": "TX radio -> channel process (AWGN + CFO + multipath) -> RX radio, tcp loopback",
+        "settings": {"snr_db": 20.0, "cfo_hz": 1000.0, "multipath": args.multipath,
+                     "sample_rate_hz": args.sample_rate_hz, "chunk_samples": args.chunk, "seconds": args.seconds},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]},
+        "target_msps": 20.0,
+        "goal_msps": 61.44,
+    }
+    for mode in ("framed", "raw"):
+        out[mode] = bench_channel(mode, args.seconds, args.sample_rate_hz, args.chunk, args.multipath)
+    out["channel_engine_only"] = bench_channel_core(args.sample_rate_hz, args.chunk, args.multipath)
+    out["pluto_emulator_rx"] = bench_pluto_emulator(min(args.seconds, 3.0))
+    out["meets_target"] = min(out["framed"]["msps"], out["raw"]["msps"]) >= out["target_msps"]
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
