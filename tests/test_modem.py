@@ -76,7 +76,13 @@ def test_header_fields_and_validation():
     assert (back.seq, back.length, back.kind) == (65535, 17, 200)
     assert back.snr_report_db == pytest.approx(12.5)  # 0.5 dB steps
     assert FrameHeader.from_bytes(FrameHeader(seq=1).to_bytes()).snr_report_db is None
-    for bad in ({"seq": -1}, {"seq": 65536}, {"seq": 1.5}, {"seq": 1, "kind": 256}, {"seq": 1, "snr_report_db": float("nan")}):
+    for bad in (
+        {"seq": -1},
+        {"seq": 65536},
+        {"seq": 1.5},
+        {"seq": 1, "kind": 256},
+        {"seq": 1, "snr_report_db": float("nan")},
+    ):
         with pytest.raises(ValueError, match="FrameHeader"):
             FrameHeader(**bad)
 
@@ -192,7 +198,9 @@ def _snr_errors(modem, rng, snr_db, trials, delay_spread=None):
     burst = modem.modulate(_payload(rng, 300), FrameHeader(seq=1))
     err = []
     for _ in range(trials):
-        x, _ = _channel(burst, rng, snr_db=snr_db, cfo_hz=float(rng.uniform(-20e3, 20e3)), delay_spread=delay_spread)
+        x, _ = _channel(
+            burst, rng, snr_db=snr_db, cfo_hz=float(rng.uniform(-20e3, 20e3)), delay_spread=delay_spread
+        )
         frames = modem.demodulate(x)  # frames with a failed header CRC still carry an SNR estimate
         if frames:
             err.append(frames[0].snr_db - snr_db)
@@ -247,7 +255,9 @@ def test_noise_never_passes_crc(modem):
     long = noise(2_000_000, 0.01, rng)
     n_ok += len(_ok(modem.demodulate(long)))
     dc = (noise(200_000, 1.0, rng) + 3.0).astype(np.complex64)
-    tone = (noise(200_000, 1.0, rng) + 2 * np.exp(2j * np.pi * 0.01 * np.arange(200_000))).astype(np.complex64)
+    tone = (noise(200_000, 1.0, rng) + 2 * np.exp(2j * np.pi * 0.01 * np.arange(200_000))).astype(
+        np.complex64
+    )
     n_ok += len(_ok(modem.demodulate(dc))) + len(_ok(modem.demodulate(tone)))
     assert n_ok == 0
     # not even candidates with a failed CRC: the LTF gate rejects DC offsets and tones

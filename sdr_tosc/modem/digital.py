@@ -102,7 +102,9 @@ class DigitalMode:
         return viterbi_decode(lam)
 
     # through the modem -------------------------------------------------------------------------
-    def modulate(self, modem: Modem, bits: np.ndarray, seq: int, snr_report_db: float | None = None) -> np.ndarray:
+    def modulate(
+        self, modem: Modem, bits: np.ndarray, seq: int, snr_report_db: float | None = None
+    ) -> np.ndarray:
         """Bits -> one burst of IQ samples (header ``kind = KIND_DIGITAL``)."""
         sym = self.encode(bits)
         return modem.modulate(sym, FrameHeader(seq=seq, kind=KIND_DIGITAL, snr_report_db=snr_report_db))
@@ -110,5 +112,7 @@ class DigitalMode:
     def decode_frame(self, frame: RxFrame, n_bits: int) -> np.ndarray:
         """Bits from a received frame (uses its per-symbol noise variance for the LLRs)."""
         if not frame.header_ok:
-            raise ValueError("frame.header_ok is False: the frame's payload length is unknown; skip the frame")
+            raise ValueError(
+                "frame.header_ok is False: the frame's payload length is unknown; skip the frame"
+            )
         return self.decode(frame.symbols, frame.noise_var, n_bits)

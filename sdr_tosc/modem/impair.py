@@ -71,9 +71,9 @@ def awgn(
 def noise(n: int, noise_var: float, rng: np.random.Generator) -> np.ndarray:
     """complex64[n] circular Gaussian noise with ``E|w|^2 = noise_var``."""
     s = np.sqrt(noise_var / 2.0)
-    return (rng.standard_normal(n, dtype=np.float32) * s + 1j * rng.standard_normal(n, dtype=np.float32) * s).astype(
-        np.complex64
-    )
+    return (
+        rng.standard_normal(n, dtype=np.float32) * s + 1j * rng.standard_normal(n, dtype=np.float32) * s
+    ).astype(np.complex64)
 
 
 def apply_cfo(iq: np.ndarray, cfo_hz: float, sample_rate_hz: float, phase_rad: float = 0.0) -> np.ndarray:
@@ -118,7 +118,9 @@ def random_multipath_taps(
     if delay_spread < 0:
         raise ValueError(f"delay_spread must be >= 0, got {delay_spread}")
     n = delay_spread + 1 if n_taps is None else max(1, min(n_taps, delay_spread + 1))
-    delays = np.unique(np.concatenate([[0, delay_spread], rng.choice(delay_spread + 1, size=n, replace=False)]))
+    delays = np.unique(
+        np.concatenate([[0, delay_spread], rng.choice(delay_spread + 1, size=n, replace=False)])
+    )
     h = np.zeros(delay_spread + 1, dtype=np.complex128)
     pdp = 10.0 ** (-decay_db / 10.0 * delays / max(delay_spread, 1))
     h[delays] = np.sqrt(pdp / 2) * (rng.standard_normal(delays.size) + 1j * rng.standard_normal(delays.size))

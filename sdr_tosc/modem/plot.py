@@ -54,7 +54,10 @@ def plot_rx(
             label += f", EVM {evm_db:.1f} dB"
             k = min(sym.size, 300)  # error vectors of the first symbols
             ax.plot(
-                np.stack([ref.real[:k], sym.real[:k]]), np.stack([ref.imag[:k], sym.imag[:k]]), c="0.6", lw=0.4
+                np.stack([ref.real[:k], sym.real[:k]]),
+                np.stack([ref.imag[:k], sym.imag[:k]]),
+                c="0.6",
+                lw=0.4,
             )
     ax.scatter(sym.real, sym.imag, s=4, c="tab:blue", alpha=0.5, label=label)
     if reference is not None:

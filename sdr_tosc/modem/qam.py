@@ -17,7 +17,9 @@ def bits_per_symbol(modulation: str) -> int:
     try:
         return MODULATIONS[modulation]
     except KeyError:
-        raise ValueError(f"unknown modulation {modulation!r}; choose one of {', '.join(MODULATIONS)}") from None
+        raise ValueError(
+            f"unknown modulation {modulation!r}; choose one of {', '.join(MODULATIONS)}"
+        ) from None
 
 
 def _pam(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +46,9 @@ def qam_map(bits: np.ndarray, modulation: str) -> np.ndarray:
     bps = bits_per_symbol(modulation)
     b = np.asarray(bits, dtype=np.uint8).ravel()
     if b.size % bps:
-        raise ValueError(f"{b.size} bits is not a multiple of {bps} bits per {modulation} symbol; pad the bits")
+        raise ValueError(
+            f"{b.size} bits is not a multiple of {bps} bits per {modulation} symbol; pad the bits"
+        )
     if bps == 1:
         return (1.0 - 2.0 * b).astype(np.complex64)
     half = bps // 2
