@@ -159,3 +159,26 @@ def test_profiles_in_hardware_folder_match_builtin_copy():
 
     assert demo_defaults("pluto")["tx_uri"] == "ip:192.168.2.1" and demo_defaults("pluto")["rx_uri"] != "ip:192.168.2.1"
     assert load_profile("pluto").extra["tx_full_scale_codes"] == 2**14
+
+
+@pytest.mark.parametrize("kind, module, hint", [
+    ("pluto", "adi", "pip install 'sdr-tosc\\[pluto\\]'"),
+    ("usrp", "uhd", "apt install python3-uhd"),
+])
+def test_missing_hardware_library_names_what_to_install(monkeypatch, kind, module, hint):
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import adi` / `import uhd` fail
+    with pytest.raises(ImportError, match=hint):
+        open_radio(kind)
+
+
+def test_importing_the_radio_package_loads_no_hardware_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, sdr_tosc.radio, sdr_tosc.channel; "
+            "print(sorted(m for m in ('adi', 'iio', 'uhd', 'gnuradio', 'zmq') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -300,11 +300,13 @@ class ChannelCore:
         cfg = self.config
         sig, std, ts = self.timeline.read(n)
         w = self.noise.take(n)
-        if std[0] == std[-1] and (n < 2 or (std.min() == std.max())):
-            w *= std[0]
-        else:
-            w *= std
-        w += sig
+        uniform = bool(std[0] == std[-1] and std.min() == std.max())
+        s0 = np.float32(std[0])
+        for a in range(0, n, imp.BLOCK):  # noise * std + signal, one cache-sized block at a time
+            b = min(a + imp.BLOCK, n)
+            wb = w[a:b]
+            wb *= s0 if uniform else std[a:b]
+            wb += sig[a:b]
         out = self.rotator(w, out=w)
         if cfg.phase_noise_hz > 0:
             ph = imp.wiener_phase(n, cfg.phase_noise_hz, cfg.sample_rate_hz, self.rng, self.pn_phase)

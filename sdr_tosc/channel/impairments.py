@@ -82,22 +82,33 @@ class PhaseRotator:
         self._table = None
 
     def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Rotate ``x: complex64[n]`` (in place if ``out is x``) and advance the phase by n samples."""
+        """Rotate ``x: complex64[n]`` (in place if ``out is x``) and advance the phase by n samples.
+
+        Block-wise: a cached table ``exp(j w k)``, k < BLOCK, times one scalar per block, so the data is
+        touched once.
+        """
         n = x.size
         if out is None:
             out = np.empty_like(x)
         if self._cfo_hz == 0.0:
             if self.phase_rad == 0.0:
-                out[...] = x
+                if out is not x:
+                    out[...] = x
             else:
                 np.multiply(x, np.complex64(np.exp(1j * self.phase_rad)), out=out)
             return out
         w = 2.0 * np.pi * self._cfo_hz / self.sample_rate_hz
-        if self._table is None or self._table.size < n:
-            self._table = np.exp(1j * w * np.arange(max(n, 1 << 16))).astype(np.complex64)
-        np.multiply(x, self._table[:n], out=out)
-        out *= np.complex64(np.exp(1j * self.phase_rad))
-        self.phase_rad = float(np.mod(self.phase_rad + w * n, 2.0 * np.pi))
+        if self._table is None:
+            self._table = np.exp(1j * w * np.arange(BLOCK)).astype(np.complex64)
+        tmp = np.empty(BLOCK, np.complex64)
+        phase = self.phase_rad
+        for a in range(0, n, BLOCK):
+            b = min(a + BLOCK, n)
+            t = tmp[: b - a]
+            np.multiply(self._table[: b - a], np.complex64(np.exp(1j * phase)), out=t)
+            np.multiply(x[a:b], t, out=out[a:b])
+            phase = (phase + w * (b - a)) % (2.0 * np.pi)
+        self.phase_rad = float(phase)
         return out
 
 
@@ -276,13 +287,31 @@ def custom_taps(taps: np.ndarray | list[complex], normalize: bool = True) -> tup
     return nz.astype(np.int64), h[nz]
 
 
+#: Block length (samples) for cache-friendly streaming arithmetic: 8192 complex64 = 64 KiB, fits in L2.
+BLOCK = 8192
+
+
 def apply_taps(x: np.ndarray, tdl: TapDelayLine) -> np.ndarray:
-    """Convolve ``x: complex64[n]`` with a sparse tapped delay line; output ``complex64[n + L - 1]``."""
+    """Convolve ``x: complex64[n]`` with a sparse tapped delay line; output ``complex64[n + L - 1]``.
+
+    Works in cache-sized blocks so each output sample is written once per block instead of streaming the
+    whole array through memory once per tap.
+    """
+    gains = [np.complex64(g) for g in tdl.gains.tolist()]
     if tdl.delays.size == 1 and tdl.delays[0] == 0:
-        return (x * np.complex64(tdl.gains[0])).astype(np.complex64, copy=False)
-    y = np.zeros(x.size + tdl.length - 1, np.complex64)
-    for d, g in zip(tdl.delays.tolist(), tdl.gains.tolist(), strict=True):
-        y[d : d + x.size] += x * np.complex64(g)
+        return (x * gains[0]).astype(np.complex64, copy=False)
+    delays = tdl.delays.tolist()
+    n = x.size
+    y = np.zeros(n + tdl.length - 1, np.complex64)
+    tmp = np.empty(BLOCK, np.complex64)
+    for a in range(0, n, BLOCK):
+        b = min(a + BLOCK, n)
+        xs = x[a:b]
+        t = tmp[: b - a]
+        for d, g in zip(delays, gains, strict=True):
+            np.multiply(xs, g, out=t)
+            ys = y[a + d : b + d]
+            ys += t
     return y
 
 
