@@ -146,3 +146,16 @@ def test_cli_verb_in_process_and_bad_endpoint(capsys):
     assert "tcp://HOST:PORT" in capsys.readouterr().err
     assert main(["channel", "--multipath", "moon", "--duration-s", "0.1"]) == 1
     assert "multipath" in capsys.readouterr().err
+
+
+def test_push_out_pattern_streams_to_a_pull_radio():
+    """--out-pattern push: the channel streams what arrives (for gr-zeromq pull_source); no idle noise."""
+    with ChannelSimulator(out_pattern="push", snr_db=80, gap_samples=0, gap_jitter_samples=0) as ch, \
+            open_radio("zmq", tx_endpoint=ch.in_endpoint, rx_endpoint=ch.out_endpoint, rx_pattern="pull",
+                       sample_rate_hz=FS) as r:
+        x = preamble(5000)
+        r.tx(x[:2000])
+        r.tx(x[2000:], start_of_burst=False)  # continues the burst without a gap
+        y = r.rx(5000)
+        assert r.rx_timestamp == 0
+    np.testing.assert_allclose(y, x, atol=1e-3)
