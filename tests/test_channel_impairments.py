@@ -189,7 +189,7 @@ def test_timeline_is_exact_across_growth_and_compaction():
     core.timeline = type(core.timeline)(0.0, capacity=1024)  # tiny, so it grows and compacts a lot
     rng = np.random.default_rng(2)
     x = (0.5 * np.exp(2j * np.pi * rng.random(50_000))).astype(np.complex64)
-    out, pos, first = [], 0, True
+    out, first = [], True
     for a in range(0, x.size, 3001):
         core.push(x[a : a + 3001], start_of_burst=first)
         first = False
