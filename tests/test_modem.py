@@ -17,6 +17,7 @@ from sdr_tosc.modem.impair import (
     noise,
     place_bursts,
     random_multipath_taps,
+    sample_clock_offset,
     signal_power,
 )
 
@@ -235,6 +236,21 @@ def test_cfo_estimate_and_evm(modem):
         f = _ok(modem.demodulate(x))[0]
         evm.append(np.mean(np.abs(f.symbols - p) ** 2) / np.mean(np.abs(p) ** 2))
     assert 10 * np.log10(np.mean(evm)) <= -25.0
+
+
+def test_sampling_clock_offset_is_tracked(modem):
+    """Independent clocks: 40 ppm over a long payload would wreck the last symbols without tracking."""
+    rng = np.random.default_rng(31)
+    p = _payload(rng, 6000)
+    x = place_bursts([modem.modulate(p, FrameHeader(seq=8))], 15_000, [700])
+    x = awgn(apply_cfo(sample_clock_offset(x, 40.0), 12e3, FS), 30.0, rng)
+    f = _ok(modem.demodulate(x))[0]
+    assert f.sco_ppm == pytest.approx(40.0, abs=2.0)
+    err = np.abs(f.symbols - p) ** 2
+    assert 10 * np.log10(err[-1000:].mean()) < -25.0  # the end of the burst too
+    off = Modem(ModemConfig(max_sco_ppm=0.0))
+    f0 = _ok(off.demodulate(x))[0]
+    assert f0.sco_ppm == 0.0 and 10 * np.log10(np.mean(np.abs(f0.symbols[-1000:] - p[-1000:]) ** 2)) > -15.0
 
 
 def test_noise_var_matches_actual_error(modem):

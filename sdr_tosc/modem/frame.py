@@ -101,6 +101,7 @@ class ModemConfig:
             0.75 at 0 dB SNR, ~0.35 for noise alone, ~0 for a DC offset or a tone).
         max_payload_symbols: largest payload accepted by ``modulate`` and from a header (<= 65535).
         smooth_channel: denoise the channel estimate with a short impulse-response fit.
+        max_sco_ppm: search range of the sampling-clock-offset tracker (ppm; 0 disables it).
         return_failed: also return frames whose header CRC failed (``header_ok=False``, no symbols).
     """
 
@@ -116,6 +117,7 @@ class ModemConfig:
     ltf_threshold: float = 0.5
     max_payload_symbols: int = 16384
     smooth_channel: bool = True
+    max_sco_ppm: float = 100.0
     return_failed: bool = True
 
     def __post_init__(self) -> None:
@@ -143,6 +145,8 @@ class ModemConfig:
             bad("detect_threshold", "must be from 0.05 to 0.95")
         if not (0.05 <= self.ltf_threshold <= 0.95):
             bad("ltf_threshold", "must be from 0.05 to 0.95")
+        if not (math.isfinite(self.max_sco_ppm) and 0.0 <= self.max_sco_ppm <= 1000.0):
+            bad("max_sco_ppm", "must be from 0 (off) to 1000 ppm")
         if not (isinstance(self.max_payload_symbols, int) and 1 <= self.max_payload_symbols <= 65535):
             bad("max_payload_symbols", "must be an integer from 1 to 65535 (16-bit length field)")
 
@@ -216,6 +220,8 @@ class RxFrame:
             noise per sample times fft_size / |H_k|^2), for soft decoding (LLRs) and reliability.
         channel: complex64[fft_size] estimated channel (FFT bin order, 0 on unused bins), normalised so
             that a flat channel at the reference level has |H| = sqrt(signal power per sample).
+        sco_ppm: estimated sampling-clock offset (receiver clock fast = positive), removed from
+            ``symbols``; 0 for frames whose header failed.
         ltf_corr: LTF energy capture (0..1, see ``ModemConfig.ltf_threshold``), a detection-quality figure.
     """
 
@@ -229,6 +235,7 @@ class RxFrame:
     noise_var: np.ndarray = field(repr=False)
     channel: np.ndarray = field(repr=False)
     ltf_corr: float = 0.0
+    sco_ppm: float = 0.0
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -363,6 +370,7 @@ class Modem:
         self.gain = 10.0 ** (-config.backoff_db / 20.0)
         self.n_hdr = -(-(3 * _HEADER_CODED // 2) // (2 * self.n_data))  # >= 1.5x repetition
         self._k_idx = np.arange(n)
+        self._k_signed = np.fft.fftfreq(n, 1.0 / n)  # signed bin index of each FFT bin
         max_sym = self.n_hdr + self.n_payload_ofdm(config.max_payload_symbols)
         rows = np.arange(max_sym)
         self._data_idx = (rows[:, None] * n + self.data[None, :]).ravel()  # flat grid index of each data cell
@@ -800,20 +808,32 @@ class Modem:
         offs = 2 * n + self.cp + self.sym_len * m_all[nh:]
         y_pay = self._fft_symbols(x, t_fft, offs, cfo)  # [F, m_max, N]
         y = np.concatenate([np.stack([c.y_hdr for c in cands]), y_pay], axis=1)
-        h = np.zeros((nf, n), complex)
-        h[:, self.used] = np.stack([c.h_used for c in cands])
-        # Known reference per symbol: header (CRC-verified) on all used bins, payload pilots.
-        ref_p = self.pilot_values(m_all)[None] * h[:, None, self.pilots]
-        corr = np.sum(y[:, :, self.pilots] * np.conj(ref_p), axis=2)
+        h_used = np.stack([c.h_used for c in cands]).astype(np.complex64)
+        h = np.zeros((nf, n), np.complex64)
+        h[:, self.used] = h_used
+        hp, hd = h[:, self.pilots], h[:, self.data]
+        # Known cells: pilots of every symbol, the CRC-verified header's data cells.
+        known_p = (self.pilot_values(m_all)[None] * hp[:, None, :]).astype(np.complex64)  # [F, M, P]
+        known_p[~valid] = 0
         hdr = np.stack([self._header_symbols(c.header) for c in cands]).reshape(nf, nh, self.n_data)
-        corr[:, :nh] += np.sum(y[:, :nh][:, :, self.data] * np.conj(hdr * h[:, None, self.data]), axis=2)
-        corr[~valid] = 0
+        known_h = (hdr * hd[:, None, :]).astype(np.complex64)  # [F, nh, D]
+        y_p = y[:, :, self.pilots]
+        y_d = y[:, :, self.data]
+        # Sampling-clock offset: the FFT windows drift by delta * (time since the LTF), a phase slope
+        # across the bins that grows along the burst. Estimated by an ML grid search, then removed.
+        t_sym = (2 * n + self.cp + self.sym_len * m_all) - n / 2  # symbol times after the LTF centre
+        sco = self._estimate_sco(y_p * np.conj(known_p), y_d[:, :nh] * np.conj(known_h), t_sym, nh)
+        if self.config.max_sco_ppm > 0:
+            w = (2 * np.pi / n) * sco[:, None, None] * t_sym[None, :, None]
+            y_p = y_p * np.exp(1j * (w * self.pilot_signed[None, None, :]).astype(np.float32))
+            y_d = y_d * np.exp(1j * (w * self.data_signed[None, None, :]).astype(np.float32))
+        corr = np.sum(y_p * np.conj(known_p), axis=2)
+        corr[:, :nh] += np.sum(y_d[:, :nh] * np.conj(known_h), axis=2)
         # Linear phase model phi_m = a + b m (residual CFO + common phase), per frame.
         slope = _phase_slope(corr)
         offset = np.angle(np.sum(corr * np.exp(-1j * slope[:, None] * m_all[None, :]), axis=1))
         phase = offset[:, None] + slope[:, None] * m_all[None, nh:]
-        hd = h[:, self.data]
-        eq = y_pay[:, :, self.data] * (np.exp(-1j * phase)[:, :, None] / hd[:, None, :])
+        eq = y_d[:, nh:] * (np.exp(-1j * phase).astype(np.complex64)[:, :, None] / hd[:, None, :])
         nv_bins = np.array([c.noise_var for c in cands])[:, None] * n / np.maximum(np.abs(hd) ** 2, 1e-30)
         frames = []
         for i, c in enumerate(cands):
@@ -836,9 +856,52 @@ class Modem:
                     noise_var=nv.astype(np.float32),
                     channel=hfull,
                     ltf_corr=c.ltf_corr,
+                    sco_ppm=float(sco[i] * 1e6),
                 )
             )
         return frames
+
+    def _estimate_sco(self, z_p: np.ndarray, z_hd: np.ndarray, t_sym: np.ndarray, nh: int) -> np.ndarray:
+        """Sampling-clock offset (fraction, e.g. 20e-6) per frame by a coarse-to-fine ML grid search.
+
+        Args: ``z_p`` complex[F, M, P] pilot cells times conj(expected), ``z_hd`` complex[F, nh, D] the
+        same for the header's data cells, ``t_sym`` float[M] symbol times after the LTF centre.
+        Maximises ``sum_m |sum_k z_mk exp(j 2 pi k delta t_m / N)|``: the per-symbol magnitude leaves each
+        symbol's common phase free (CFO residue, phase noise). Returns float[F] (zeros when
+        ``ModemConfig.max_sco_ppm`` is 0).
+        """
+        nf = z_p.shape[0]
+        limit = self.config.max_sco_ppm * 1e-6
+        if limit <= 0:
+            return np.zeros(nf)
+        z_h = np.concatenate([z_p[:, :nh], z_hd], axis=2).astype(np.complex64)  # header: all used cells
+        z_p = z_p[:, nh:].astype(np.complex64)
+        k_h = np.concatenate([self.pilot_signed, self.data_signed])
+        w = 2 * np.pi / self.n_fft
+        arg_h = w * t_sym[:nh, None] * k_h[None, :]  # phase per unit delta, [nh, n_used]
+        arg_p = w * t_sym[nh:, None] * self.pilot_signed[None, :]  # [M - nh, n_pilots]
+
+        def metric(zh: np.ndarray, zp: np.ndarray, deltas: np.ndarray) -> np.ndarray:  # -> [F, G]
+            out = np.zeros((zh.shape[0], deltas.size))
+            for z, arg in ((zh, arg_h), (zp, arg_p)):
+                ph = np.exp(1j * arg[:, :, None] * deltas[None, None, :]).astype(np.complex64)  # [M, K, G]
+                out += np.abs(np.matmul(z.transpose(1, 0, 2), ph)).sum(0)  # sum_m |sum_k z ph|
+            return out
+
+        step = 5e-6
+        grid = np.arange(-limit, limit + step / 2, step)
+        best = grid[np.argmax(metric(z_h, z_p, grid), axis=1)]
+        # refine around each frame's best point: rotate by it, then a shared fine grid
+        z_h = z_h * np.exp(1j * best[:, None, None] * arg_h[None])
+        z_p = z_p * np.exp(1j * best[:, None, None] * arg_p[None])
+        fine = np.linspace(-step, step, 21)
+        m = metric(z_h, z_p, fine)
+        i = np.clip(np.argmax(m, axis=1), 1, fine.size - 2)
+        rows = np.arange(nf)
+        y0, y1, y2 = m[rows, i - 1], m[rows, i], m[rows, i + 1]
+        den = y0 - 2 * y1 + y2
+        frac = np.where(den < 0, 0.5 * (y0 - y2) / np.where(den < 0, den, -1.0), 0.0)
+        return np.clip(best + fine[i] + frac * (fine[1] - fine[0]), -limit, limit)
 
     def _failed_frame(self, x: np.ndarray, c: _Candidate, end: int) -> RxFrame:
         hfull = np.zeros(self.n_fft, dtype=np.complex64)

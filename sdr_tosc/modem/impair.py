@@ -106,6 +106,27 @@ def fractional_delay(iq: np.ndarray, delay_samples: float, n_taps: int = 33) -> 
     return out
 
 
+def sample_clock_offset(iq: np.ndarray, ppm: float, n_taps: int = 17) -> np.ndarray:
+    """Resample as a receiver whose sample clock runs ``ppm`` parts per million fast.
+
+    Output sample n is the input at time ``n / (1 + ppm * 1e-6)`` (input samples), interpolated with a
+    Hann-windowed sinc of ``n_taps`` taps; the output has the input's length (zeros past the end). Two
+    radios with independent crystals have both a CFO and this sampling-clock offset; on AD936x radios
+    they come from the same crystal, so ``ppm = cfo_hz / center_freq_hz * 1e6``.
+    """
+    x = _as_iq(iq)
+    t = np.arange(x.size) / (1.0 + ppm * 1e-6)
+    half = n_taps // 2
+    base = np.floor(t).astype(np.int64)
+    k = np.arange(-half, half + 1)
+    idx = base[:, None] + k[None, :]
+    d = t[:, None] - idx
+    h = np.sinc(d) * (0.5 + 0.5 * np.cos(np.pi * np.clip(d / (half + 1), -1, 1)))
+    valid = (idx >= 0) & (idx < x.size)
+    vals = np.where(valid, x[np.clip(idx, 0, x.size - 1)], 0)
+    return np.sum(vals * h, axis=1).astype(np.complex64)
+
+
 def random_multipath_taps(
     rng: np.random.Generator, delay_spread: int = 8, n_taps: int | None = None, decay_db: float = 10.0
 ) -> np.ndarray:
