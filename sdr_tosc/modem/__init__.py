@@ -7,7 +7,8 @@ Public API:
 * Digital mode for the separate-coding baseline: :class:`DigitalConfig`, :class:`DigitalMode`
   (bits -> K=7 convolutional code -> QAM -> OFDM frame, and back to LLRs/bits).
 * Channel impairment helpers with the project's SNR definition: :mod:`sdr_tosc.modem.impair`
-  (``awgn``, ``apply_cfo``, ``fractional_delay``, ``multipath``, ``random_multipath_taps``, ``place_bursts``).
+  (``awgn``, ``noise``, ``signal_power``, ``apply_cfo``, ``fractional_delay``, ``sample_clock_offset``,
+  ``multipath``, ``random_multipath_taps``, ``place_bursts``).
 * Plots: :func:`sdr_tosc.modem.plot.plot_rx` (imports matplotlib lazily).
 """
 

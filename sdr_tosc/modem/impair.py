@@ -13,6 +13,7 @@ Typical impaired-link recipe (order matters: channel, then oscillator, then nois
     buf = place_bursts([burst], n_total=20_000, offsets=[1234])
     buf = fractional_delay(buf, 0.37)                 # sub-sample timing offset
     buf = multipath(buf, random_multipath_taps(rng, delay_spread=8))
+    buf = sample_clock_offset(buf, ppm=20.0)           # independent sample clocks
     buf = apply_cfo(buf, cfo_hz=25e3, sample_rate_hz=1e6)
     buf = awgn(buf, snr_db=10.0, rng=rng)
 """
