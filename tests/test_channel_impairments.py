@@ -197,3 +197,18 @@ def test_timeline_is_exact_across_growth_and_compaction():
             out.append(core.read(1777)[0])
     out.append(core.read(core.last_end - core.timeline.pos)[0])
     np.testing.assert_allclose(np.concatenate(out), x, atol=1e-6)
+
+
+def test_noise_stream_is_gaussian_white_and_reproducible():
+    from sdr_tosc.channel.core import NoiseStream
+
+    a = NoiseStream(5, block=1000, prefetch=True)
+    w = np.concatenate([a.take(777), a.take(5000), a.take(3)])
+    a.close()
+    b = NoiseStream(5, block=1000, prefetch=False)  # same block size, no thread, different slicing
+    np.testing.assert_array_equal(w, b.take(5780))  # same stream whatever the block sizes and threads
+    big = NoiseStream(1, prefetch=False).take(400_000)
+    assert np.var(big.real) == pytest.approx(1.0, rel=0.02) and np.var(big.imag) == pytest.approx(1.0, rel=0.02)
+    assert abs(np.mean(big.real * big.imag)) < 0.01 and abs(np.mean(big[1:] * np.conj(big[:-1]))) < 0.01
+    kurt = np.mean(big.real**4) / np.var(big.real) ** 2
+    assert kurt == pytest.approx(3.0, abs=0.05)

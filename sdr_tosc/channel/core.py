@@ -103,23 +103,40 @@ class NoiseStream:
             self._next = self._pool.submit(self._make, block)
 
     def _make(self, n: int) -> np.ndarray:
-        return self._rng.standard_normal(2 * n, dtype=np.float32).view(np.complex64)
+        """Box-Muller on float32 uniforms (exact Gaussian up to float32 resolution: tails reach ~5.6
+        sigma per component); about 1.5x faster than numpy's float32 ziggurat here."""
+        u = self._rng.random(2 * n, dtype=np.float32)
+        r, th = u[:n], u[n:]
+        np.subtract(np.float32(1.0), r, out=r)  # (0, 1]: log is finite
+        np.log(r, out=r)
+        r *= np.float32(-2.0)
+        np.sqrt(r, out=r)
+        th *= np.float32(2.0 * np.pi)
+        out = np.empty(n, np.complex64)
+        c = np.cos(th)
+        c *= r
+        out.real = c
+        np.sin(th, out=th)
+        th *= r
+        out.imag = th
+        return out
 
     def take(self, n: int) -> np.ndarray:
-        """The next ``n`` samples: ``complex64[n]`` (a fresh array the caller may modify)."""
+        """The next ``n`` samples: ``complex64[n]`` (a fresh array the caller may modify).
+
+        Blocks always have the same size, so the sequence depends only on the seed, not on how it is
+        sliced into reads or on the helper thread.
+        """
         parts = []
         have = self._buf.size
         if have:
-            parts.append(self._buf[:n])
+            parts.append(self._buf)
         while have < n:
-            want = max(self._block, n - have)
             if self._next is not None:
                 blk = self._next.result()
-                if blk.size < want:
-                    blk = np.concatenate([blk, self._make(want - blk.size)])
                 self._next = self._pool.submit(self._make, self._block)
             else:
-                blk = self._make(want)
+                blk = self._make(self._block)
             parts.append(blk)
             have += blk.size
         data = parts[0] if len(parts) == 1 else np.concatenate(parts)
