@@ -273,10 +273,11 @@ def _segment(x: np.ndarray, a: int, b: int) -> np.ndarray:
 
 def _gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """``x[idx]`` (complex64, any index shape) with zeros where ``idx`` falls outside ``x``."""
+    if idx.size == 0 or (idx.min() >= 0 and idx.max() < x.size):
+        return x[idx]
     inside = (idx >= 0) & (idx < x.size)
     out = x[np.clip(idx, 0, x.size - 1)]
-    if not inside.all():
-        out[~inside] = 0
+    out[~inside] = 0
     return out
 
 
@@ -740,9 +741,10 @@ class Modem:
         """
         offsets = np.broadcast_to(offsets, (t_ref.size, np.shape(offsets)[-1]))
         w = _gather(x, (t_ref[:, None] + offsets)[:, :, None] + self._k_idx[None, None, :])
-        rot_m = np.exp(-2j * np.pi * cfo[:, None] * offsets)
-        rot_k = np.exp(-2j * np.pi * cfo[:, None] * self._k_idx[None, :])
-        w *= (rot_m[:, :, None] * rot_k[:, None, :]).astype(np.complex64)
+        rot_m = np.exp(-2j * np.pi * cfo[:, None] * offsets).astype(np.complex64)
+        rot_k = np.exp(-2j * np.pi * cfo[:, None] * self._k_idx[None, :]).astype(np.complex64)
+        w *= rot_m[:, :, None]
+        w *= rot_k[:, None, :]
         return sp_fft.fft(w, axis=-1)
 
     def _smooth(self, h_used: np.ndarray, noise_bin: np.ndarray) -> np.ndarray:
@@ -811,7 +813,7 @@ class Modem:
         cfo = np.array([c.cfo for c in cands])
         offs = 2 * n + self.cp + self.sym_len * m_all[nh:]
         y_pay = self._fft_symbols(x, t_fft, offs, cfo)  # [F, m_max, N]
-        y = np.concatenate([np.stack([c.y_hdr for c in cands]), y_pay], axis=1)
+        y_hdr = np.stack([c.y_hdr for c in cands])
         h_used = np.stack([c.h_used for c in cands]).astype(np.complex64)
         h = np.zeros((nf, n), np.complex64)
         h[:, self.used] = h_used
@@ -821,8 +823,8 @@ class Modem:
         known_p[~valid] = 0
         hdr = np.stack([self._header_symbols(c.header) for c in cands]).reshape(nf, nh, self.n_data)
         known_h = (hdr * hd[:, None, :]).astype(np.complex64)  # [F, nh, D]
-        y_p = y[:, :, self.pilots]
-        y_d = y[:, :, self.data]
+        y_p = np.concatenate([y_hdr[:, :, self.pilots], y_pay[:, :, self.pilots]], axis=1)
+        y_d = np.concatenate([y_hdr[:, :, self.data], y_pay[:, :, self.data]], axis=1)
         # Sampling-clock offset: the FFT windows drift by delta * (time since the LTF), a phase slope
         # across the bins that grows along the burst. Estimated by an ML grid search, then removed.
         t_sym = (2 * n + self.cp + self.sym_len * m_all) - n / 2  # symbol times after the LTF centre
@@ -839,25 +841,26 @@ class Modem:
         phase = offset[:, None] + slope[:, None] * m_all[None, nh:]
         eq = y_d[:, nh:] * (np.exp(-1j * phase).astype(np.complex64)[:, :, None] / hd[:, None, :])
         nv_bins = np.array([c.noise_var for c in cands])[:, None] * n / np.maximum(np.abs(hd) ** 2, 1e-30)
+        nv_all = np.broadcast_to(nv_bins.astype(np.float32)[:, None, :], eq.shape).reshape(nf, -1)
+        eq = eq.reshape(nf, -1)
         frames = []
         for i, c in enumerate(cands):
             length = int(lengths[i])
             end = c.start + self.burst_length(length)
             hfull = np.zeros(n, dtype=np.complex64)
             hfull[self.used] = c.h_used / self._scale
-            nv = np.broadcast_to(nv_bins[i], (int(n_pay[i]), self.n_data)).ravel()[:length]
             frames.append(
                 RxFrame(
                     header=c.header,
                     header_ok=True,
-                    symbols=eq[i, : n_pay[i]].ravel()[:length].astype(np.complex64),
+                    symbols=eq[i, :length].astype(np.complex64),
                     snr_db=self._snr_db(x, c.start, end, c.noise_var),
                     cfo_hz=float(
                         (c.cfo + slope[i] / (2 * np.pi * self.sym_len)) * self.config.sample_rate_hz
                     ),
                     start=int(c.start),
                     end=int(end),
-                    noise_var=nv.astype(np.float32),
+                    noise_var=nv_all[i, :length].copy(),
                     channel=hfull,
                     ltf_corr=c.ltf_corr,
                     sco_ppm=float(sco[i] * 1e6),
