@@ -280,13 +280,18 @@ def test_noise_never_passes_crc(modem):
     assert modem.demodulate(dc) == [] and modem.demodulate(tone) == []
 
 
-def test_frame_found_despite_dc_offset(modem):
+@pytest.mark.parametrize("cfo_hz", [0.0, 31.25e3, -23e3])
+def test_receiver_dc_offset_is_removed(modem, cfo_hz):
+    """LO leakage at -10 dB relative to the burst: found, and neither the payload nor the SNR suffer,
+    even when the CFO correction would move the DC onto a used subcarrier (31.25 kHz = 2 bins)."""
     rng = np.random.default_rng(5)
-    p = _payload(rng, 300)
-    x, off = _channel(modem.modulate(p, FrameHeader(seq=6)), rng, snr_db=20.0, n_total=8000)
-    x = (x + 0.1).astype(np.complex64)  # LO leakage ~ -10 dBFS relative to the burst's RMS
+    p = _payload(rng, 600)
+    x, off = _channel(modem.modulate(p, FrameHeader(seq=6)), rng, snr_db=25.0, cfo_hz=cfo_hz, n_total=8000)
+    x = (x + 0.1).astype(np.complex64)  # burst RMS is 0.316: DC at -10 dBc
     ok = _ok(modem.demodulate(x))
     assert [f.header.seq for f in ok] == [6] and abs(ok[0].start - off) <= 2
+    assert 10 * np.log10(np.mean(np.abs(ok[0].symbols - p) ** 2)) < -23.0
+    assert ok[0].snr_db == pytest.approx(25.0, abs=1.0)
 
 
 def test_impairment_helpers_follow_snr_definition():

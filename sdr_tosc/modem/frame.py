@@ -55,6 +55,10 @@ gate, timing, CFO, noise, channel -> Viterbi over all headers -> CRC -> payload:
 common phase and residual CFO from an ML linear-phase fit over the pilots and the CRC-verified header
 (zero-padded FFT peak), zero-forcing equalisation, per-symbol noise variance for soft decoding.
 Multipath delay spread (including filter precursors) up to ``cp_len - 4`` samples is ISI-free.
+Receiver DC offset (LO leakage, e.g. Plutos): estimated per frame as the mean over the STS (whose
+subcarriers stay >= 5 bins from DC for any CFO in range) and subtracted before the noise estimate,
+the FFTs and the SNR's signal power; without it a CFO correction would move it onto a used subcarrier.
+
 Independent clocks: the sampling-clock offset (SCO) makes the FFT windows drift through the burst, a
 phase slope across the subcarriers that grows with time (40 ppm: 1.2 samples over 6000 payload
 symbols, -10 dB EVM at the end). It is estimated per frame (ML grid search over +-``max_sco_ppm``
@@ -326,6 +330,7 @@ class _Candidate:
     h_used: np.ndarray  # channel on used bins
     y_hdr: np.ndarray  # [n_hdr, N] FFT of header symbols (CFO-corrected)
     ltf_corr: float
+    dc: complex = 0j  # receiver DC offset estimate
     header: FrameHeader | None = None
     header_ok: bool = False
 
@@ -701,19 +706,28 @@ class Modem:
         if not keep.any():
             return []
         cfo, t_first, start, rho = cfo[keep], t_first[keep], start[keep], rho[keep]
+        # Receiver DC offset (LO leakage): the mean over the STS, whose own mean is ~0 even with a CFO
+        # (its subcarriers are multiples of 8 bins, >= 5 bins from DC after a +-2.6-bin shift; the LTF's
+        # +-2 bins could land on DC). Removed before the noise estimate and the FFTs, else the CFO
+        # correction would move it onto a used subcarrier.
+        pre = np.arange(cp, self.sts_len - 16)
+        dc = _gather(x, start[:, None] + pre[None, :]).astype(np.complex128).mean(axis=1)
         # Fine CFO and noise over the LTF (CP included, first cp samples skipped) and the STS.
-        ltf = _gather(
-            x, (t_first - self.ltf_cp + cp)[:, None] + np.arange(self.ltf_cp - cp + 2 * n - 8)[None, :]
+        ltf = (
+            _gather(
+                x, (t_first - self.ltf_cp + cp)[:, None] + np.arange(self.ltf_cp - cp + 2 * n - 8)[None, :]
+            )
+            - dc[:, None]
         )
         e_ltf, n_ltf, q = _lag_diff(ltf, n)
         cfo = cfo + np.angle(q * np.exp(-2j * np.pi * cfo * n)) / (2 * np.pi * n)
-        sts = _gather(x, (start + cp)[:, None] + np.arange(self.sts_len - 16 - cp)[None, :])
+        sts = _gather(x, (start + cp)[:, None] + np.arange(self.sts_len - 16 - cp)[None, :]) - dc[:, None]
         e_sts, n_sts, _ = _lag_diff(sts, lag)
         noise_var = np.maximum((e_ltf + e_sts) / (2.0 * (n_ltf + n_sts)), 1e-30)
         # Channel estimate and header symbols, CFO-corrected with phase reference at t_fft.
         t_fft = t_first - _TIMING_BACKOFF
         offs = np.concatenate([[0, n], 2 * n + cp + self.sym_len * np.arange(self.n_hdr)])
-        y = self._fft_symbols(x, t_fft, offs, cfo)
+        y = self._fft_symbols(x, t_fft, offs, cfo, dc)
         h_used = (0.5 * (y[:, 0] + y[:, 1]) * self._ltf_freq)[:, self.used]
         if self.config.smooth_channel:
             h_used = self._smooth(h_used, noise_var * n)
@@ -727,20 +741,22 @@ class Modem:
                 h_used=h_used[i],
                 y_hdr=y[i, 2:],
                 ltf_corr=float(rho[i]),
+                dc=complex(dc[i]),
             )
             for i in range(t_first.size)
         ]
 
     def _fft_symbols(
-        self, x: np.ndarray, t_ref: np.ndarray, offsets: np.ndarray, cfo: np.ndarray
+        self, x: np.ndarray, t_ref: np.ndarray, offsets: np.ndarray, cfo: np.ndarray, dc: np.ndarray
     ) -> np.ndarray:
-        """FFTs of the windows ``t_ref[f] + offsets[m] + [0, fft_size)``, CFO-corrected (phase 0 at t_ref).
+        """FFTs of the windows ``t_ref[f] + offsets[m] + [0, fft_size)``, DC- and CFO-corrected.
 
-        Args: t_ref int[F], offsets int[M] (or int[F, M]), cfo float[F] (cycles/sample).
-        Returns complex64[F, M, fft_size].
+        Args: t_ref int[F], offsets int[M], cfo float[F] (cycles/sample; phase 0 at t_ref), dc complex[F]
+        (subtracted first). Returns complex64[F, M, fft_size].
         """
         offsets = np.broadcast_to(offsets, (t_ref.size, np.shape(offsets)[-1]))
         w = _gather(x, (t_ref[:, None] + offsets)[:, :, None] + self._k_idx[None, None, :])
+        w -= dc.astype(np.complex64)[:, None, None]
         rot_m = np.exp(-2j * np.pi * cfo[:, None] * offsets).astype(np.complex64)
         rot_k = np.exp(-2j * np.pi * cfo[:, None] * self._k_idx[None, :]).astype(np.complex64)
         w *= rot_m[:, :, None]
@@ -812,7 +828,8 @@ class Modem:
         t_fft = np.array([c.t_fft for c in cands])
         cfo = np.array([c.cfo for c in cands])
         offs = 2 * n + self.cp + self.sym_len * m_all[nh:]
-        y_pay = self._fft_symbols(x, t_fft, offs, cfo)  # [F, m_max, N]
+        dc = np.array([c.dc for c in cands])
+        y_pay = self._fft_symbols(x, t_fft, offs, cfo, dc)  # [F, m_max, N]
         y_hdr = np.stack([c.y_hdr for c in cands])
         h_used = np.stack([c.h_used for c in cands]).astype(np.complex64)
         h = np.zeros((nf, n), np.complex64)
@@ -854,7 +871,7 @@ class Modem:
                     header=c.header,
                     header_ok=True,
                     symbols=eq[i, :length].astype(np.complex64),
-                    snr_db=self._snr_db(x, c.start, end, c.noise_var),
+                    snr_db=self._snr_db(x, c.start, end, c.noise_var, c.dc),
                     cfo_hz=float(
                         (c.cfo + slope[i] / (2 * np.pi * self.sym_len)) * self.config.sample_rate_hz
                     ),
@@ -917,7 +934,7 @@ class Modem:
             header=c.header,
             header_ok=False,
             symbols=np.zeros(0, np.complex64),
-            snr_db=self._snr_db(x, c.start, end, c.noise_var),
+            snr_db=self._snr_db(x, c.start, end, c.noise_var, c.dc),
             cfo_hz=float(c.cfo * self.config.sample_rate_hz),
             start=int(c.start),
             end=int(end),
@@ -927,8 +944,10 @@ class Modem:
         )
 
     @staticmethod
-    def _snr_db(x: np.ndarray, a: int, b: int, noise_var: float) -> float:
+    def _snr_db(x: np.ndarray, a: int, b: int, noise_var: float, dc: complex) -> float:
+        """SNR (dB) of x[a:b]: (mean |x - dc|^2 - noise_var) / noise_var (the project definition)."""
         seg = _segment(x, a, b)
         p = float(np.vdot(seg, seg).real) / max(seg.size, 1)
+        p = p - 2 * float(np.real(np.conj(dc) * seg.mean())) + abs(dc) ** 2  # = mean |seg - dc|^2
         s = max(p - noise_var, 1e-3 * noise_var)
         return float(10.0 * np.log10(s / noise_var))
