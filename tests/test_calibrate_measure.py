@@ -147,7 +147,7 @@ def test_tx_and_rx_verbs_through_a_channel_process(tmp_path, checkpoint):
             fb = f"tcp://127.0.0.1:{s.getsockname()[1]}"
         t = threading.Thread(target=lambda: rc.setdefault("rx", main(
             ["rx", "--checkpoint", str(checkpoint), "--uri", ch.out_endpoint, "--images", "24", "--feedback", fb,
-             "--timeout-s", "20", "--no-progress", "--json", str(rx_json)])))
+             "--timeout-s", "20", "--no-progress", "--json", str(rx_json), "--record", str(tmp_path / "cap")])))
         t.start()
         rc["tx"] = main(["tx", "--checkpoint", str(checkpoint), "--uri", ch.in_endpoint, "--images", "24",
                          "--feedback-bind", fb, "--batch-size", "8"])
@@ -157,6 +157,14 @@ def test_tx_and_rx_verbs_through_a_channel_process(tmp_path, checkpoint):
     assert res["summary"]["received"] == 24
     assert res["summary"]["snr_db_mean"] == pytest.approx(15.0, abs=1.0)
     assert res["summary"]["cfo_hz_mean"] == pytest.approx(-2500.0, abs=100.0)
+    from sdr_tosc.radio.recording import load_recording
+
+    rec = load_recording(tmp_path / "cap")
+    assert len(rec.annotations) == 24  # every decoded frame is marked in the SigMF recording
+    a = rec.annotations[0]
+    seg = rec.iq[a["start"]:a["start"] + a["length"]]
+    noise = np.median(np.abs(rec.iq) ** 2)  # bursts fill well under half of the timeline
+    assert np.mean(np.abs(seg) ** 2) > 10 * noise  # 15 dB SNR: the annotation sits on the burst
 
 
 def test_rx_reports_absent_pluto(checkpoint, capsys):

@@ -39,6 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout-s", type=float, default=30.0,
                    help="stop when no frame arrived for this long (default %(default)s s)")
     p.add_argument("--plot", type=Path, help="write a PNG of the received symbols and accuracy vs SNR")
+    p.add_argument("--record", type=Path, metavar="PATH",
+                   help="save what the radio delivered as a SigMF recording (PATH.sigmf-data/-meta), one "
+                        "annotation per decoded frame (open it in inspectrum or load it with sigmf)")
+    p.add_argument("--record-max-samples", type=int, default=20_000_000,
+                   help="stop recording after this many samples (default %(default)s = 160 MB)")
     p.add_argument("--no-progress", action="store_true")
     add_json_flag(p)
 
@@ -56,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     link = link_config(args)
     modem = Modem(modem_config(args))
     results: dict[int, object] = {}
+    recorded: list = []
+    n_recorded = 0
     t0 = time.perf_counter()
     with open_radio_from(args.radio, args.uri, "rx", parse_opts(args.radio_opt, "--radio-opt"), args) as radio, \
             FeedbackSender(args.feedback) as fb:
@@ -66,7 +73,12 @@ def run(args: argparse.Namespace) -> int:
         last_new = time.monotonic()
         correct = 0
         while len(results) < len(labels) and time.monotonic() - last_new < args.timeout_s:
-            for r in rx.receive(link.rx_chunk_samples):
+            got = rx.receive(link.rx_chunk_samples)
+            if args.record is not None and n_recorded < args.record_max_samples:
+                chunk = rx.last_chunk[: args.record_max_samples - n_recorded]
+                recorded.append(chunk)
+                n_recorded += chunk.size
+            for r in got:
                 if r.seq >= len(labels) or r.seq in results:
                     continue  # a frame of another run, or a repeat
                 results[r.seq] = r
@@ -93,6 +105,22 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['accuracy_received'] * 100:.2f}% of received; mean SNR {summary['snr_db_mean']} dB; "
           f"overflows {counters['overflows']}, dropped samples {counters['dropped_samples']}")
     binned = bin_by_snr(frames)
+    if args.record is not None and recorded:
+        from ..radio.recording import save_recording
+
+        anns = []
+        for f in frames:
+            length = modem.burst_length(f["n_symbols"])
+            start = results[f["seq"]].start
+            if start + length <= n_recorded:
+                anns.append({"start": start, "length": length, "label": f"seq {f['seq']}",
+                             "comment": f"pred={f['pred']} label={f['label']} snr_db={f['snr_db']:.2f} "
+                                        f"cfo_hz={f['cfo_hz']:.1f} symbols={f['n_symbols']}"})
+        meta = save_recording(args.record, np.concatenate(recorded), sample_rate_hz=settings["sample_rate_hz"],
+                              center_freq_hz=settings.get("center_freq_hz"), annotations=anns,
+                              description=f"sdr-tosc rx: {len(frames)} semantic frames",
+                              hw=f"{settings.get('kind')} ({settings.get('profile')})")
+        print(f"recording written to {meta} ({n_recorded} samples, {len(anns)} frames annotated)")
     if args.plot is not None:
         _plot(args.plot, last_frames, binned)
         print(f"plot written to {args.plot}")
