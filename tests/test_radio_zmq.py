@@ -26,6 +26,8 @@ def test_wire_format_round_trip_and_size():
         wire.decode_message(bytes(buf[:-8]))
     with pytest.raises(ValueError, match="whole number of complex64"):
         wire.decode_raw(b"123")
+    with pytest.raises(ValueError, match="framed messages but this side is in raw mode"):
+        wire.decode_raw(bytes(buf))
     assert wire.decode_request(wire.encode_request(4096)) == 4096
     assert wire.decode_request((4096).to_bytes(8, "little")) == 4096
 

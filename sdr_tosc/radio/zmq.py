@@ -124,6 +124,9 @@ def decode_raw(buf: bytes | memoryview, where: str = "message") -> np.ndarray:
     if mv.nbytes % SAMPLE_BYTES:
         raise ValueError(f"{where}: {mv.nbytes} bytes is not a whole number of complex64 samples "
                          "(8 bytes each); is the peer sending framed messages or another item type?")
+    if mv.nbytes >= HEADER_SIZE and bytes(mv[:4]) == MAGIC:  # as float32 that would be ~5.6e10: not IQ
+        raise ValueError(f"{where}: the peer sends sdr-tosc framed messages but this side is in raw mode; "
+                         "use mode='framed' (or run the peer with --raw)")
     return np.frombuffer(mv, np.complex64)
 
 
