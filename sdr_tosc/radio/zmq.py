@@ -336,6 +336,9 @@ class ZmqRadio(Radio):
                 got, first_ts = self._rx_req(out, got, first_ts)
             else:
                 got, first_ts = self._rx_pull(out, got, first_ts)
+        except ValueError:
+            self._reset_rx()  # drop replies still in flight so the next read starts clean
+            raise
         except self._zmq.Again:
             self._reset_rx()
             raise TimeoutError(
