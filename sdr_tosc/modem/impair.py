@@ -128,6 +128,19 @@ def sample_clock_offset(iq: np.ndarray, ppm: float, n_taps: int = 17) -> np.ndar
     return np.sum(vals * h, axis=1).astype(np.complex64)
 
 
+def phase_noise(
+    iq: np.ndarray, linewidth_hz: float, sample_rate_hz: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Oscillator phase noise as a Wiener process (Lorentzian line of ``linewidth_hz``, 3 dB full width).
+
+    Phase increments per sample are N(0, 2 pi linewidth / sample_rate); returns ``iq * exp(j phi)``.
+    """
+    x = _as_iq(iq)
+    step = np.sqrt(2 * np.pi * linewidth_hz / sample_rate_hz)
+    phi = np.cumsum(rng.standard_normal(x.size) * step)
+    return (x * np.exp(1j * phi)).astype(np.complex64)
+
+
 def random_multipath_taps(
     rng: np.random.Generator, delay_spread: int = 8, n_taps: int | None = None, decay_db: float = 10.0
 ) -> np.ndarray:
