@@ -143,6 +143,21 @@ class NoiseStream:
         self._buf = data[n:]
         return data[:n]  # the caller may modify it: the rest of the stream lives in data[n:]
 
+    def views(self, n: int):
+        """Yield consecutive read-only-by-convention views covering the next ``n`` samples without copying
+        (a view never spans two generated blocks). Same sequence as :meth:`take`."""
+        while n > 0:
+            if self._buf.size == 0:
+                if self._next is not None:
+                    self._buf = self._next.result()
+                    self._next = self._pool.submit(self._make, self._block)
+                else:
+                    self._buf = self._make(self._block)
+            k = min(n, self._buf.size)
+            v, self._buf = self._buf[:k], self._buf[k:]
+            n -= k
+            yield v
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
@@ -316,15 +331,19 @@ class ChannelCore:
         """The next ``n`` samples of the receiver's timeline: ``(complex64[n], timestamp)``."""
         cfg = self.config
         sig, std, ts = self.timeline.read(n)
-        w = self.noise.take(n)
+        out = np.empty(n, np.complex64)
         uniform = bool(std[0] == std[-1] and std.min() == std.max())
         s0 = np.float32(std[0])
-        for a in range(0, n, imp.BLOCK):  # noise * std + signal, one cache-sized block at a time
-            b = min(a + imp.BLOCK, n)
-            wb = w[a:b]
-            wb *= s0 if uniform else std[a:b]
-            wb += sig[a:b]
-        out = self.rotator(w, out=w)
+        a = 0
+        # noise * std + signal, then the frequency offset, fused per cache-sized block
+        for nz in self.noise.views(n):
+            for c in range(0, nz.size, imp.BLOCK):
+                k = min(imp.BLOCK, nz.size - c)
+                ob = out[a : a + k]
+                np.multiply(nz[c : c + k], s0 if uniform else std[a : a + k], out=ob)
+                ob += sig[a : a + k]
+                self.rotator(ob, out=ob)
+                a += k
         if cfg.phase_noise_hz > 0:
             ph = imp.wiener_phase(n, cfg.phase_noise_hz, cfg.sample_rate_hz, self.rng, self.pn_phase)
             self.pn_phase = float(ph[-1])

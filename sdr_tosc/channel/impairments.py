@@ -100,7 +100,8 @@ class PhaseRotator:
         w = 2.0 * np.pi * self._cfo_hz / self.sample_rate_hz
         if self._table is None:
             self._table = np.exp(1j * w * np.arange(BLOCK)).astype(np.complex64)
-        tmp = np.empty(BLOCK, np.complex64)
+            self._tmp = np.empty(BLOCK, np.complex64)
+        tmp = self._tmp
         phase = self.phase_rad
         for a in range(0, n, BLOCK):
             b = min(a + BLOCK, n)
