@@ -201,11 +201,10 @@ class FrameHeader:
             return 255
         return int(np.clip(round((self.snr_report_db + 20.0) * 2.0), 0, 254))
 
-    def to_bytes(self) -> bytes:
-        """6 bytes: seq, length (big endian), kind, SNR code (no CRC)."""
-        return bytes(
-            [self.seq >> 8, self.seq & 255, self.length >> 8, self.length & 255, self.kind, self._snr_code()]
-        )
+    def to_bytes(self, length: int | None = None) -> bytes:
+        """6 bytes: seq, length (big endian; ``length`` overrides the field), kind, SNR code (no CRC)."""
+        n = self.length if length is None else length
+        return bytes([self.seq >> 8, self.seq & 255, n >> 8, n & 255, self.kind, self._snr_code()])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FrameHeader:
@@ -256,14 +255,13 @@ class RxFrame:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-_QPSK = (np.array([1 + 1j, 1 - 1j, -1 + 1j, -1 - 1j]) / np.sqrt(2)).astype(np.complex64)  # index 2*b0 + b1
 
 
 def _as_complex_1d(iq: object, name: str) -> np.ndarray:
     """Validate an IQ-like input: 1-D complex array (complex64 returned; complex128 converted)."""
     if not isinstance(iq, np.ndarray):
         raise TypeError(f"{name} must be a numpy array of complex64 samples, got {type(iq).__name__}")
-    if not np.issubdtype(iq.dtype, np.complexfloating):
+    if iq.dtype.kind != "c":
         raise TypeError(
             f"{name} must be complex (complex64), got dtype {iq.dtype}; convert interleaved int16 I/Q with "
             "(a[0::2] + 1j * a[1::2]).astype(np.complex64) / 2**15 (or your radio's full scale)"
@@ -465,14 +463,8 @@ class Modem:
                 for i in range(8)
             ]
         )  # [8, 256, slots]
-        # ... stored as Python ints (slot 0 = most significant bit) so encoding is 8 integer XORs
-        self._hdr_slots = slots
-        self._hdr_word_bytes = -(-slots // 8)
-        weights = [1 << (slots - 1 - j) for j in range(slots)]
-        self._hdr_byte_words = [
-            [sum(w for w, b in zip(weights, table[i, v], strict=True) if b) for v in range(256)]
-            for i in range(8)
-        ]
+        self._hdr_sign_table = (1.0 - 2.0 * table).astype(np.float32)  # bit b -> sign 1 - 2b
+        self._byte_pos = np.arange(8)
 
     def _make_channel_fit(self) -> None:
         taps = np.arange(-4, self.cp + 7)
@@ -507,17 +499,17 @@ class Modem:
         return self.burst_length(self.config.max_payload_symbols)
 
     # -------------------------------------------------------------------------------- transmit
-    def _header_symbols(self, header: FrameHeader) -> np.ndarray:
-        """complex[n_hdr * n_data] QPSK header symbols (CRC, convolutional code, repetition, interleaver)."""
-        raw = header.to_bytes()
+    def _header_symbols(self, header: FrameHeader, length: int | None = None) -> np.ndarray:
+        """complex64[n_hdr * n_data] QPSK header symbols (CRC, convolutional code, repetition, interleaver).
+
+        The code is linear over GF(2), and XOR of bits is a product of +-1 signs, so the slot signs are
+        the product of one precomputed +-1 row per header byte (8 rows, CRC included).
+        """
+        raw = header.to_bytes(length)
         c = crc16(raw)
-        # GF(2) encode + repeat + interleave: XOR of one precomputed slot-bit word per header byte.
-        word = 0
-        for table, byte in zip(self._hdr_byte_words, raw + bytes([c >> 8, c & 255]), strict=True):
-            word ^= table[byte]
-        slots = np.unpackbits(np.frombuffer(word.to_bytes(self._hdr_word_bytes, "big"), np.uint8))
-        slots = slots[slots.size - self._hdr_slots :].astype(np.intp)
-        return _QPSK[2 * slots[0::2] + slots[1::2]]
+        rows = self._hdr_sign_table[self._byte_pos, list(raw + bytes([c >> 8, c & 255]))]  # [8, slots]
+        signs = np.prod(rows, axis=0)  # float32 [slots]: I, Q, I, Q, ...
+        return signs.view(np.complex64) * np.float32(1 / np.sqrt(2))
 
     def modulate(self, payload: np.ndarray, header: FrameHeader) -> np.ndarray:
         """Frame ``payload`` into one burst of IQ samples.
@@ -544,13 +536,11 @@ class Modem:
             raise TypeError(f"header must be a FrameHeader, got {type(header).__name__}")
         if header.length not in (0, n):
             raise ValueError(f"header.length={header.length} does not match the payload's {n} symbols; use 0")
-        if header.length == 0:
-            header = FrameHeader(header.seq, n, header.kind, header.snr_report_db)
         n_pay = self.n_payload_ofdm(n)
         m_total = self.n_hdr + n_pay
         grid = self._grid_template[:m_total].copy()  # pilots already in place
         flat = grid.reshape(-1)
-        flat[self._data_idx[: self.n_hdr * self.n_data]] = self._header_symbols(header)
+        flat[self._data_idx[: self.n_hdr * self.n_data]] = self._header_symbols(header, n)
         pay_idx = self._data_idx[self.n_hdr * self.n_data : m_total * self.n_data]
         flat[pay_idx[:n]] = p
         flat[pay_idx[n:]] = self._pad[: pay_idx.size - n]
