@@ -254,6 +254,17 @@ def test_sampling_clock_offset_is_tracked(modem):
     assert f0.sco_ppm == 0.0 and 10 * np.log10(np.mean(np.abs(f0.symbols[-1000:] - p[-1000:]) ** 2)) > -15.0
 
 
+def test_strong_dc_offset_does_not_hide_frames(modem):
+    """A weak burst under LO leakage 10 dB stronger than itself is still found and decoded."""
+    rng = np.random.default_rng(17)
+    p = _payload(rng, 300)
+    x, off = _channel(modem.modulate(p, FrameHeader(seq=12)), rng, snr_db=10.0, cfo_hz=-17e3, n_total=20_000)
+    x = (x + 1.0 * np.exp(0.7j)).astype(np.complex64)  # burst RMS 0.316: DC at +10 dBc
+    ok = _ok(modem.demodulate(x))
+    assert [f.header.seq for f in ok] == [12] and abs(ok[0].start - off) <= 2
+    assert ok[0].snr_db == pytest.approx(10.0, abs=1.0)
+
+
 def test_phase_noise_is_tracked(modem):
     rng = np.random.default_rng(41)
     p = _payload(rng, 2048)

@@ -56,7 +56,9 @@ common phase and residual CFO from an ML linear-phase fit over the pilots and th
 (zero-padded FFT peak) plus a short moving average of what it leaves (phase noise),
 zero-forcing equalisation, per-symbol noise variance for soft decoding.
 Multipath delay spread (including filter precursors) up to ``cp_len - 4`` samples is ISI-free.
-Receiver DC offset (LO leakage, e.g. Plutos): estimated per frame as the mean over the STS (whose
+Receiver DC offset (LO leakage, e.g. Plutos): detection removes a running mean (4096 samples) at block
+level, so a DC even stronger than the burst neither hides frames nor fakes an endless STS. It is then
+estimated per frame as the mean over the STS (whose
 subcarriers stay >= 5 bins from DC for any CFO in range) and subtracted before the noise estimate,
 the FFTs and the SNR's signal power; without it a CFO correction would move it onto a used subcarrier.
 
@@ -87,6 +89,7 @@ _HEADER_BITS = 64
 _HEADER_CODED = 2 * (_HEADER_BITS + 6)
 _TIMING_BACKOFF = 2  # FFT windows start this many samples before the detected first path
 _FIRST_PATH_FRACTION = 0.45  # a path counts when its LTF correlation is >= this fraction of the peak
+_DC_BLOCKS = 256  # running DC estimate for detection: mean over this many detection blocks
 
 
 # ------------------------------------------------------------------------------------------ configs
@@ -620,8 +623,11 @@ class Modem:
         return frames
 
     # detection ---------------------------------------------------------------------------------
-    def _detect(self, x: np.ndarray) -> list[tuple[int, complex]]:
-        """Block-decimated Schmidl-Cox metric; returns (window start sample, lag-8 correlation) per candidate."""
+    def _detect(self, x: np.ndarray) -> list[tuple[int, complex, complex]]:
+        """Block-decimated Schmidl-Cox metric.
+
+        Returns (window start sample, lag-8 correlation, local DC estimate) per candidate.
+        """
         b, lag, wb = _DET_BLOCK, STS_PERIOD, _DET_WINDOW // _DET_BLOCK
         nb = (x.size - lag) // b
         if nb < wb + 1 or x.size < self.preamble_len:
@@ -629,9 +635,19 @@ class Modem:
         m = nb * b
         z = np.conj(x[:m])
         z *= x[lag : m + lag]
-        pb = z.reshape(nb, b).sum(axis=1)
+        pb = z.reshape(nb, b).sum(axis=1).astype(np.complex128)
         xf = x[:m].view(np.float32)
-        eb = np.einsum("ij,ij->i", xf.reshape(nb, 2 * b), xf.reshape(nb, 2 * b))
+        eb = np.einsum("ij,ij->i", xf.reshape(nb, 2 * b), xf.reshape(nb, 2 * b)).astype(np.float64)
+        # A receiver DC offset is periodic with any lag and would look like an endless STS: remove a
+        # running DC estimate (mean over ~4096 samples), exactly, at block level.
+        sb = x[:m].reshape(nb, b).sum(axis=1).astype(np.complex128)
+        sb_lag = x[lag : m + lag].reshape(nb, b).sum(axis=1).astype(np.complex128)
+        cs = np.concatenate([[0], np.cumsum(sb)])
+        lo_b = np.clip(np.arange(nb) - _DC_BLOCKS // 2, 0, nb)
+        hi_b = np.clip(np.arange(nb) + _DC_BLOCKS // 2, 0, nb)
+        dc = (cs[hi_b] - cs[lo_b]) / ((hi_b - lo_b) * b)
+        pb += -dc * np.conj(sb) - np.conj(dc) * sb_lag + b * np.abs(dc) ** 2
+        eb += -2 * np.real(np.conj(dc) * sb) + b * np.abs(dc) ** 2
         cp = np.empty(nb + 1, np.complex128)
         cp[0] = 0
         np.cumsum(pb, out=cp[1:])
@@ -656,11 +672,11 @@ class Modem:
                 # the most STS energy in the window (not the highest normalised metric, which at high
                 # SNR is also ~1 for windows that barely overlap the STS)
                 best = idx[np.argmax(np.abs(pw[idx]))]
-                out.append((int(best) * b, complex(pw[best])))
+                out.append((int(best) * b, complex(pw[best]), complex(dc[best])))
         return out
 
     # synchronisation ---------------------------------------------------------------------------------
-    def _sync(self, x: np.ndarray, dets: list[tuple[int, complex]]) -> list[_Candidate]:
+    def _sync(self, x: np.ndarray, dets: list[tuple[int, complex, complex]]) -> list[_Candidate]:
         """Timing, CFO, noise, channel and header FFTs for all detections at once (vectorised)."""
         n, lag, cw, cp = self.n_fft, STS_PERIOD, self.cp, self.cp
         s = np.array([d[0] for d in dets], dtype=np.int64)
@@ -673,7 +689,7 @@ class Modem:
         k = (_DET_WINDOW + self.sts_len + self.ltf_cp + 24) - (self.ltf_cp + _DET_WINDOW + lag - 56) + 1
         seg_len = k + 2 * n + cw
         t = np.arange(seg_len)
-        seg = _gather(x, lo[:, None] + t[None, :])
+        seg = _gather(x, lo[:, None] + t[None, :]) - np.array([d[2] for d in dets], np.complex64)[:, None]
         seg *= np.exp(-2j * np.pi * cfo[:, None] * t[None, :]).astype(np.complex64)
         c = sliding_window_view(seg, n, axis=1) @ self._ltf_ref  # [C, lags] correlation with the LTF
         e = np.abs(seg.astype(np.complex128)) ** 2
