@@ -68,7 +68,7 @@ class ChannelServer:
         self.core = ChannelCore(config, prefetch_noise=True)
         self.in_format, self.out_format, self.out_pattern = in_format, out_format, out_pattern
         self._zmq = zmq
-        self.ctx = zmq.Context()
+        self.ctx = zmq.Context(io_threads=2)  # one for the TX side, one for the RX side
         self._running = False
         self._out_seq = 0
         self._rate_warned = False
