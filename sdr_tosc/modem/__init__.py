@@ -4,6 +4,7 @@ Public API:
 
 * :class:`ModemConfig`, :class:`Modem` (``modulate(payload, header) -> iq``, ``demodulate(iq) -> [RxFrame]``),
   :class:`FrameHeader`, :class:`RxFrame` (frame format in :mod:`sdr_tosc.modem.frame`).
+* :class:`StreamReceiver`: frames from a continuous stream of buffers, each once, absolute positions.
 * Digital mode for the separate-coding baseline: :class:`DigitalConfig`, :class:`DigitalMode`
   (bits -> K=7 convolutional code -> QAM -> OFDM frame, and back to LLRs/bits).
 * Channel impairment helpers with the project's SNR definition: :mod:`sdr_tosc.modem.impair`
@@ -14,5 +15,6 @@ Public API:
 
 from .digital import DigitalConfig, DigitalMode
 from .frame import FrameHeader, Modem, ModemConfig, RxFrame
+from .stream import StreamReceiver
 
-__all__ = ["DigitalConfig", "DigitalMode", "FrameHeader", "Modem", "ModemConfig", "RxFrame"]
+__all__ = ["DigitalConfig", "DigitalMode", "FrameHeader", "Modem", "ModemConfig", "RxFrame", "StreamReceiver"]

@@ -1,0 +1,60 @@
+"""Streaming receiver: feed consecutive IQ buffers, get each frame exactly once, with absolute positions.
+
+:meth:`Modem.demodulate` returns only frames that lie entirely inside the buffer it is given. A radio
+delivers an endless stream cut into buffers at arbitrary points, so :class:`StreamReceiver` keeps the
+last ``modem.max_burst_length`` samples of each buffer and prepends them to the next one: a frame cut by a
+buffer boundary is found, complete, on the next call, and frames already reported are not repeated.
+``RxFrame.start`` / ``end`` are absolute sample indices since the first sample pushed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .frame import Modem, RxFrame, _as_complex_1d
+
+
+class StreamReceiver:
+    """Frame receiver over a continuous sample stream.
+
+    Example::
+
+        rx = StreamReceiver(modem)
+        while True:
+            for frame in rx.push(radio.rx(65536)):
+                handle(frame)          # frame.start is an absolute sample index
+    """
+
+    def __init__(self, modem: Modem) -> None:
+        if not isinstance(modem, Modem):
+            raise TypeError(f"modem must be a Modem, got {type(modem).__name__}")
+        self.modem = modem
+        self._tail = np.zeros(0, np.complex64)
+        self._tail_start = 0  # absolute index of self._tail[0]
+        self._reported: list[int] = []  # absolute starts of recently reported frames
+        self.samples_seen = 0
+
+    def push(self, iq: np.ndarray) -> list[RxFrame]:
+        """Process the next buffer (complex64[k]); returns the frames completed so far, in order."""
+        x = _as_complex_1d(iq, "iq")
+        buf = np.concatenate([self._tail, x]) if self._tail.size else x
+        base = self._tail_start
+        self.samples_seen += x.size
+        keep = self.modem.max_burst_length
+        cut = max(buf.size - keep, 0)  # frames starting before this will not be seen again
+        out = []
+        cp = self.modem.cp
+        for f in self.modem.demodulate(buf):
+            start = base + f.start
+            if any(abs(start - s) <= cp for s in self._reported):
+                continue
+            if not f.header_ok and f.start >= cut:
+                continue  # may be complete (and decodable) in the next buffer
+            out.append(dataclasses.replace(f, start=start, end=base + f.end))
+            self._reported.append(start)
+        self._tail = buf[cut:].copy()
+        self._tail_start = base + cut
+        self._reported = [s for s in self._reported if s >= self._tail_start - cp]
+        return out
