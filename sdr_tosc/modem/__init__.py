@@ -6,7 +6,8 @@ Public API:
   :class:`FrameHeader`, :class:`RxFrame` (frame format in :mod:`sdr_tosc.modem.frame`).
 * :class:`StreamReceiver`: frames from a continuous stream of buffers, each once, absolute positions.
 * Digital mode for the separate-coding baseline: :class:`DigitalConfig`, :class:`DigitalMode`
-  (bits -> K=7 convolutional code -> QAM -> OFDM frame, and back to LLRs/bits).
+  (bits -> K=7 convolutional code -> QAM -> OFDM frame, and back to LLRs/bits; or self-delimiting
+  CRC-32-checked bytes: ``modulate_bytes`` / ``decode_frame_bytes``).
 * Channel impairment helpers with the project's SNR definition: :mod:`sdr_tosc.modem.impair`
   (``awgn``, ``noise``, ``signal_power``, ``apply_cfo``, ``fractional_delay``, ``sample_clock_offset``,
   ``multipath``, ``random_multipath_taps``, ``place_bursts``).

@@ -7,10 +7,15 @@ payload symbols of :meth:`Modem.modulate` (header ``kind = KIND_DIGITAL``). The 
 max-log LLRs with the per-symbol noise variance of :class:`RxFrame` (zero-forcing noise enhancement
 included, so faded subcarriers count less), de-interleaves and runs the soft Viterbi decoder.
 With ``coded=False`` the chain is plain QAM (used to check the BER against theory).
+
+Two levels of API: bits (the caller knows how many bits were sent) and bytes (self-delimiting: a
+16-bit length, the data and a CRC-32 are sent, so the receiver gets the bytes back, or ``None`` when
+residual errors remain: the "cliff" of separate source/channel coding).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -116,3 +121,51 @@ class DigitalMode:
                 "frame.header_ok is False: the frame's payload length is unknown; skip the frame"
             )
         return self.decode(frame.symbols, frame.noise_var, n_bits)
+
+    # bytes (self-delimiting, CRC-32 checked) ---------------------------------------------------
+    def _n_bits_for(self, n_symbols: int) -> int:
+        """Message bits carried by ``n_symbols`` when the sender padded to whole symbols (bytes API)."""
+        total = n_symbols * self.bps
+        return total // 2 - TAIL_BITS if self.config.coded else total
+
+    def encode_bytes(self, data: bytes) -> np.ndarray:
+        """``data`` (up to 65535 bytes) -> complex64 payload symbols: [length16][data][crc32], padded."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if len(data) > 65535:
+            raise ValueError(f"{len(data)} bytes is too long for one frame (max 65535); split it")
+        msg = len(data).to_bytes(2, "big") + data + zlib.crc32(data).to_bytes(4, "big")
+        bits = np.unpackbits(np.frombuffer(msg, np.uint8))
+        # pad so that the coded (or raw) bits fill whole symbols exactly: the receiver can then infer
+        # the message length from the number of symbols
+        while self.n_coded_bits(bits.size) % self.bps:
+            bits = np.concatenate([bits, np.zeros(1, np.uint8)])
+        return self.encode(bits)
+
+    def decode_bytes(self, symbols: np.ndarray, noise_var: float | np.ndarray) -> bytes | None:
+        """Inverse of :meth:`encode_bytes`; ``None`` if the length or the CRC-32 does not check out."""
+        n_bits = self._n_bits_for(np.asarray(symbols).size)
+        if n_bits < 48:
+            return None
+        bits = self.decode(symbols, noise_var, n_bits)
+        raw = np.packbits(bits[: n_bits - n_bits % 8]).tobytes()
+        n = int.from_bytes(raw[:2], "big")
+        if 2 + n + 4 > len(raw):
+            return None
+        data, crc = raw[2 : 2 + n], int.from_bytes(raw[2 + n : 6 + n], "big")
+        return data if zlib.crc32(data) == crc else None
+
+    def modulate_bytes(
+        self, modem: Modem, data: bytes, seq: int, snr_report_db: float | None = None
+    ) -> np.ndarray:
+        """Bytes -> one burst (header ``kind = KIND_DIGITAL``)."""
+        return modem.modulate(
+            self.encode_bytes(data), FrameHeader(seq=seq, kind=KIND_DIGITAL, snr_report_db=snr_report_db)
+        )
+
+    def decode_frame_bytes(self, frame: RxFrame) -> bytes | None:
+        """Bytes from a received frame, or ``None`` (header failed, or residual bit errors)."""
+        if not frame.header_ok:
+            return None
+        return self.decode_bytes(frame.symbols, frame.noise_var)
