@@ -10,6 +10,7 @@ Public API:
   CRC-32-checked bytes: ``modulate_bytes`` / ``decode_frame_bytes``).
 * Channel impairment helpers with the project's SNR definition: :mod:`sdr_tosc.modem.impair`
   (``awgn``, ``noise``, ``signal_power``, ``apply_cfo``, ``fractional_delay``, ``sample_clock_offset``,
+  ``phase_noise``,
   ``multipath``, ``random_multipath_taps``, ``place_bursts``).
 * Plots: :func:`sdr_tosc.modem.plot.plot_rx` (imports matplotlib lazily).
 """
