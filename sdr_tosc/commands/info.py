@@ -55,6 +55,10 @@ def package_versions() -> dict[str, str | None]:
                 version = None
         out[label] = version
     out["libiio"] = _libiio_version()
+    if out.get("uhd") == "installed":
+        from ..radio.registry import uhd_version
+
+        out["uhd"] = uhd_version(importlib.import_module("uhd"))
     return out
 
 

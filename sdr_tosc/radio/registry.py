@@ -55,15 +55,28 @@ def _probe_usrp() -> BackendStatus:
             f"UHD Python API not importable ({exc}); PyPI has no Linux wheel: install the system package "
             "(Debian/Ubuntu: apt install python3-uhd uhd-host) and use a venv made with --system-site-packages",
         )
-    ver = getattr(uhd, "__version__", None) or _uhd_version(uhd)
+    ver = getattr(uhd, "__version__", None) or uhd_version(uhd)
     return BackendStatus("usrp", True, f"uhd {ver} importable")
 
 
-def _uhd_version(uhd) -> str:  # noqa: ANN001
+def uhd_version(uhd) -> str:  # noqa: ANN001
+    """UHD's version: the Python module of UHD 4.x has none, so ask libuhd's C API (``uhd_get_version_string``)."""
+    for name in ("get_version_string",):
+        fn = getattr(uhd, name, None) or getattr(getattr(uhd, "libpyuhd", None), name, None)
+        if callable(fn):
+            return str(fn())
     try:
-        return str(uhd.get_version_string())
-    except Exception:  # noqa: BLE001 - version lookup is best effort only
-        return "(version unknown)"
+        import ctypes
+        import ctypes.util
+
+        libname = ctypes.util.find_library("uhd")
+        if libname:
+            buf = ctypes.create_string_buffer(64)
+            if ctypes.CDLL(libname).uhd_get_version_string(buf, ctypes.c_size_t(len(buf))) == 0:
+                return buf.value.decode(errors="replace")
+    except (OSError, AttributeError):
+        pass
+    return "(version unknown)"
 
 
 PROBES = {"zmq": _probe_zmq, "pluto": _probe_pluto, "usrp": _probe_usrp}
