@@ -861,12 +861,13 @@ class Modem:
         # across the bins that grows along the burst. Estimated by an ML grid search, then removed.
         t_sym = (2 * n + self.cp + self.sym_len * m_all) - n / 2  # symbol times after the LTF centre
         sco = self._estimate_sco(y_p * np.conj(known_p), y_d[:, :nh] * np.conj(known_h), t_sym, nh)
-        if self.config.max_sco_ppm > 0:
-            w = (2 * np.pi / n) * sco[:, None, None] * t_sym[None, :, None]
-            y_p = y_p * np.exp(1j * (w * self.pilot_signed[None, None, :]).astype(np.float32))
-            y_d = y_d * np.exp(1j * (w * self.data_signed[None, None, :]).astype(np.float32))
+        # SCO phase per (symbol, data bin), removed from the payload together with the common phase below
+        w = (2 * np.pi / n) * sco[:, None, None] * t_sym[None, :, None]
+        sco_d = w * self.data_signed[None, None, :]  # [F, M, D]
+        y_p = y_p * np.exp(1j * (w * self.pilot_signed[None, None, :]).astype(np.float32))
+        y_dh = y_d[:, :nh] * np.exp(1j * sco_d[:, :nh].astype(np.float32))
         corr = np.sum(y_p * np.conj(known_p), axis=2)
-        corr[:, :nh] += np.sum(y_d[:, :nh] * np.conj(known_h), axis=2)
+        corr[:, :nh] += np.sum(y_dh * np.conj(known_h), axis=2)
         # Linear phase model phi_m = a + b m (residual CFO + common phase), per frame.
         slope = _phase_slope(corr)
         offset = np.angle(np.sum(corr * np.exp(-1j * slope[:, None] * m_all[None, :]), axis=1))
@@ -884,7 +885,9 @@ class Modem:
             cs[:, resid.shape[1] + half + 1 :] = cs[:, resid.shape[1] + half : resid.shape[1] + half + 1]
             smooth = cs[:, win:] - cs[:, :-win]  # sum of resid over [m - half, m + half]
             phase = phase + np.angle(smooth[:, nh:])
-        eq = y_d[:, nh:] * (np.exp(-1j * phase).astype(np.complex64)[:, :, None] / hd[:, None, :])
+        rot = np.exp(1j * (sco_d[:, nh:] - phase[:, :, None]).astype(np.float32))
+        rot *= (1.0 / hd)[:, None, :]
+        eq = y_d[:, nh:] * rot
         nv_bins = np.array([c.noise_var for c in cands])[:, None] * n / np.maximum(np.abs(hd) ** 2, 1e-30)
         nv_all = np.broadcast_to(nv_bins.astype(np.float32)[:, None, :], eq.shape).reshape(nf, -1)
         eq = eq.reshape(nf, -1)
