@@ -260,6 +260,10 @@ class RxFrame:
 # ------------------------------------------------------------------------------------------ helpers
 
 
+# bit b -> sign 1 - 2b for the 8 bits of every byte value (MSB first)
+_BYTE_SIGNS = (1.0 - 2.0 * np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)).astype(np.float32)
+
+
 def _as_complex_1d(iq: object, name: str) -> np.ndarray:
     """Validate an IQ-like input: 1-D complex array (complex64 returned; complex128 converted)."""
     if not isinstance(iq, np.ndarray):
@@ -466,8 +470,14 @@ class Modem:
                 for i in range(8)
             ]
         )  # [8, 256, slots]
-        self._hdr_sign_table = (1.0 - 2.0 * table).astype(np.float32)  # bit b -> sign 1 - 2b
-        self._byte_pos = np.arange(8)
+        # ... as Python ints (slot 0 = most significant bit), so encoding is 8 integer XORs
+        self._hdr_slots = slots
+        self._hdr_word_bytes = -(-slots // 8)
+        weights = [1 << (slots - 1 - j) for j in range(slots)]
+        self._hdr_byte_words = [
+            [sum(w for w, b in zip(weights, table[i, v], strict=True) if b) for v in range(256)]
+            for i in range(8)
+        ]
 
     def _make_channel_fit(self) -> None:
         taps = np.arange(-4, self.cp + 7)
@@ -505,14 +515,16 @@ class Modem:
     def _header_symbols(self, header: FrameHeader, length: int | None = None) -> np.ndarray:
         """complex64[n_hdr * n_data] QPSK header symbols (CRC, convolutional code, repetition, interleaver).
 
-        The code is linear over GF(2), and XOR of bits is a product of +-1 signs, so the slot signs are
-        the product of one precomputed +-1 row per header byte (8 rows, CRC included).
+        The code is linear over GF(2): the slot bits are the XOR of one precomputed word per header
+        byte (CRC included), kept as Python integers; a byte -> 8 signs table turns them into QPSK.
         """
         raw = header.to_bytes(length)
         c = crc16(raw)
-        rows = self._hdr_sign_table[self._byte_pos, list(raw + bytes([c >> 8, c & 255]))]  # [8, slots]
-        signs = np.prod(rows, axis=0)  # float32 [slots]: I, Q, I, Q, ...
-        return signs.view(np.complex64) * np.float32(1 / np.sqrt(2))
+        word = 0
+        for table, byte in zip(self._hdr_byte_words, raw + bytes([c >> 8, c & 255]), strict=True):
+            word ^= table[byte]
+        signs = _BYTE_SIGNS[np.frombuffer(word.to_bytes(self._hdr_word_bytes, "big"), np.uint8)].ravel()
+        return signs[signs.size - self._hdr_slots :].view(np.complex64) * np.float32(1 / np.sqrt(2))
 
     def modulate(self, payload: np.ndarray, header: FrameHeader) -> np.ndarray:
         """Frame ``payload`` into one burst of IQ samples.
