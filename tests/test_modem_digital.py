@@ -83,6 +83,8 @@ def test_digital_bad_input():
         DigitalConfig(modulation="8psk")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         dm.decode(np.zeros(3, np.complex64), 1.0, 100)
+    with pytest.raises(ValueError, match="n_bits"):
+        dm.decode(np.zeros(300, np.complex64), 1.0, 0)
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,8 @@ class DigitalMode:
 
     def llrs(self, symbols: np.ndarray, noise_var: float | np.ndarray, n_bits: int) -> np.ndarray:
         """Coded-bit LLRs (de-interleaved, float32[n_coded_bits(n_bits)]) from received symbols."""
+        if isinstance(n_bits, bool) or not isinstance(n_bits, (int, np.integer)) or n_bits < 1:
+            raise ValueError(f"n_bits must be a positive integer (the number of bits sent), got {n_bits!r}")
         n_coded = self.n_coded_bits(n_bits)
         y = np.asarray(symbols).ravel()
         if y.size < self.n_symbols(n_bits):
