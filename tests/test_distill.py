@@ -140,3 +140,20 @@ def test_real_cache_integration(tmp_path):
     extra = load_checkpoint(out, with_extra=True)[1]
     assert extra["cache"]["teacher_id"] == cache.teacher_id
     json.dumps(extra)
+
+
+def test_train_cli_with_toml_config_and_json(tmp_path, capsys):
+    from sdr_tosc.cli import main
+
+    toml = tmp_path / "train.toml"
+    toml.write_text("[train]\nepochs = 1\nbatch_size = 64\nthreads = 1\nkd = false\nlr = 0.002\n")
+    out, js = tmp_path / "s.safetensors", tmp_path / "r.json"
+    rc = main(["train", "--config", str(toml), "--limit", "256", "--out", str(out), "--no-progress", "--json", str(js)])
+    assert rc == 0, capsys.readouterr().err
+    r = json.loads(js.read_text())
+    assert r["complete"] and r["config"]["lr"] == 0.002 and r["config"]["epochs"] == 1
+    model, extra = load_checkpoint(out, with_extra=True)
+    assert extra["train_config"]["batch_size"] == 64 and model.adaptive
+    toml.write_text("[train]\nepochz = 1\n")
+    assert main(["train", "--config", str(toml), "--out", str(tmp_path / "t.safetensors")]) == 1
+    assert "epochz" in capsys.readouterr().err
