@@ -83,13 +83,14 @@ from scipy import fft as sp_fft
 from .fec import conv_generator_matrix, crc16, viterbi_decode
 
 STS_PERIOD = 8  # samples; STS bins are multiples of fft_size / 8
-_DET_BLOCK = 16  # detection metric is computed on blocks of this many samples
+_DET_BLOCK = 16  # detection metric is computed on blocks of this many samples (= 2 * STS_PERIOD)
 _DET_WINDOW = 128  # Schmidl-Cox window (samples)
 _HEADER_BITS = 64
 _HEADER_CODED = 2 * (_HEADER_BITS + 6)
 _TIMING_BACKOFF = 2  # FFT windows start this many samples before the detected first path
 _FIRST_PATH_FRACTION = 0.45  # a path counts when its LTF correlation is >= this fraction of the peak
 _DC_BLOCKS = 256  # running DC estimate for detection: mean over this many detection blocks
+_CHUNK_BLOCKS = 4096  # detection processes 64k samples at a time (cache-sized temporaries)
 
 
 # ------------------------------------------------------------------------------------------ configs
@@ -297,6 +298,32 @@ def _gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     out = x[np.clip(idx, 0, x.size - 1)]
     out[~inside] = 0
     return out
+
+
+def _block_sums(x: np.ndarray, nb: int, b: int, lag: int) -> tuple[np.ndarray, ...]:
+    """Per block of ``b`` samples: sum conj(x[n]) x[n+lag], sum |x[n]|^2, sum x[n], sum x[n+lag].
+
+    Processed in cache-sized chunks (the temporaries stay in L2 instead of streaming through memory).
+    Returns complex128[nb], float64[nb], complex128[nb], complex128[nb].
+    """
+    pb = np.empty(nb, np.complex128)
+    eb = np.empty(nb, np.float64)
+    sb = np.empty(nb, np.complex128)
+    sb_lag = np.empty(nb, np.complex128)
+    step = _CHUNK_BLOCKS
+    for i0 in range(0, nb, step):
+        i1 = min(nb, i0 + step)
+        a = x[i0 * b : i1 * b]
+        c = x[i0 * b + lag : i1 * b + lag]
+        z = np.conj(a)
+        z *= c
+        pb[i0:i1] = z.reshape(-1, b).sum(axis=1)
+        af = a.view(np.float32).reshape(-1, 2 * b)
+        eb[i0:i1] = np.einsum("ij,ij->i", af, af)
+        half = x[i0 * b : i1 * b + lag].reshape(-1, lag).sum(axis=1)  # sums of lag samples
+        sb[i0:i1] = half[0:-1:2] + half[1::2]
+        sb_lag[i0:i1] = half[1::2] + half[2::2]
+    return pb, eb, sb, sb_lag
 
 
 def _lag_diff(seg: np.ndarray, lag: int) -> tuple[np.ndarray, int, np.ndarray]:
@@ -644,16 +671,9 @@ class Modem:
         nb = (x.size - lag) // b
         if nb < wb + 1 or x.size < self.preamble_len:
             return []
-        m = nb * b
-        z = np.conj(x[:m])
-        z *= x[lag : m + lag]
-        pb = z.reshape(nb, b).sum(axis=1).astype(np.complex128)
-        xf = x[:m].view(np.float32)
-        eb = np.einsum("ij,ij->i", xf.reshape(nb, 2 * b), xf.reshape(nb, 2 * b)).astype(np.float64)
+        pb, eb, sb, sb_lag = _block_sums(x, nb, b, lag)
         # A receiver DC offset is periodic with any lag and would look like an endless STS: remove a
         # running DC estimate (mean over ~4096 samples), exactly, at block level.
-        sb = x[:m].reshape(nb, b).sum(axis=1).astype(np.complex128)
-        sb_lag = x[lag : m + lag].reshape(nb, b).sum(axis=1).astype(np.complex128)
         cs = np.concatenate([[0], np.cumsum(sb)])
         lo_b = np.clip(np.arange(nb) - _DC_BLOCKS // 2, 0, nb)
         hi_b = np.clip(np.arange(nb) + _DC_BLOCKS // 2, 0, nb)
