@@ -262,8 +262,10 @@ class RxFrame:
 # ------------------------------------------------------------------------------------------ helpers
 
 
-# bit b -> sign 1 - 2b for the 8 bits of every byte value (MSB first)
-_BYTE_SIGNS = (1.0 - 2.0 * np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)).astype(np.float32)
+# bit b -> sign (1 - 2b) / sqrt(2) for the 8 bits of every byte value (MSB first)
+_BYTE_SIGNS = (
+    (1.0 - 2.0 * np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)) / np.sqrt(2.0)
+).astype(np.float32)  # scaled so that sign pairs are unit-power QPSK
 
 
 def _as_complex_1d(iq: object, name: str) -> np.ndarray:
@@ -552,7 +554,7 @@ class Modem:
         for table, byte in zip(self._hdr_byte_words, raw + bytes([c >> 8, c & 255]), strict=True):
             word ^= table[byte]
         signs = _BYTE_SIGNS[np.frombuffer(word.to_bytes(self._hdr_word_bytes, "big"), np.uint8)].ravel()
-        return signs[signs.size - self._hdr_slots :].view(np.complex64) * np.float32(1 / np.sqrt(2))
+        return signs[signs.size - self._hdr_slots :].view(np.complex64)  # (+-1 +- 1j) / sqrt(2)
 
     def modulate(self, payload: np.ndarray, header: FrameHeader) -> np.ndarray:
         """Frame ``payload`` into one burst of IQ samples.
@@ -573,8 +575,6 @@ class Modem:
                 f"payload has {n} symbols; it must have 1 to {self.config.max_payload_symbols} "
                 "(ModemConfig.max_payload_symbols); split longer payloads over several frames"
             )
-        if not np.isfinite(p).all():
-            raise ValueError("payload contains NaN or inf symbols; replace them before modulating")
         if not isinstance(header, FrameHeader):
             raise TypeError(f"header must be a FrameHeader, got {type(header).__name__}")
         if header.length not in (0, n):
@@ -588,18 +588,20 @@ class Modem:
         flat[pay_idx[:n]] = p
         flat[pay_idx[n:]] = self._pad[: pay_idx.size - n]
         td = sp_fft.ifft(grid, axis=1, overwrite_x=True)
+        td *= np.float32(self._scale * self.gain)
+        # Clip |x| > 1 (rare; the preamble never clips). NaN/inf payload symbols show up here too.
+        mag = np.abs(td)
+        peak = mag.max()
+        if not np.isfinite(peak):
+            raise ValueError("payload contains NaN or inf symbols; replace them before modulating")
+        if peak > 1.0:
+            over = mag > 1.0
+            td[over] /= mag[over]
         out = np.empty(self.preamble_len + m_total * self.sym_len, dtype=np.complex64)
         out[: self.preamble_len] = self._preamble
         body = out[self.preamble_len :].reshape(m_total, self.sym_len)
-        np.multiply(td, np.float32(self._scale * self.gain), out=body[:, self.cp :])
-        body[:, : self.cp] = body[:, -self.cp :]
-        # Clip |x| > 1 (rare): only samples with a component above 1/sqrt(2) can exceed full scale.
-        maybe = np.flatnonzero(np.abs(out.view(np.float32)) > np.float32(0.7071)) >> 1
-        if maybe.size:
-            mag = np.abs(out[maybe])
-            big = mag > 1.0
-            if big.any():
-                out[maybe[big]] /= mag[big]
+        body[:, self.cp :] = td
+        body[:, : self.cp] = td[:, -self.cp :]
         return out
 
     # --------------------------------------------------------------------------------- receive
