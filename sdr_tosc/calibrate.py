@@ -49,8 +49,7 @@ import numpy as np
 
 from . import __version__
 from .fileio import atomic_write_json, read_json
-from .link.stream import StreamDemodulator
-from .modem import FrameHeader, Modem
+from .modem import FrameHeader, Modem, StreamReceiver
 
 FORMAT = "sdr-tosc-calibration"
 VERSION = 1
@@ -113,7 +112,7 @@ def measure_point(
     rng = np.random.default_rng(seed)
     payloads = {i: qpsk_payload(rng, payload_symbols) for i in range(frames)}
     bursts = [modem.modulate(payloads[i], FrameHeader(seq=i, kind=KIND_CALIBRATION)) for i in range(frames)]
-    stream = StreamDemodulator(modem, modem.burst_length(payload_symbols))
+    stream = StreamReceiver(modem, max_frame_samples=modem.burst_length(payload_symbols))
     if pack_gap_samples:
         gap = np.zeros(pack_gap_samples, np.complex64)
         tx_radio.tx(np.concatenate([x for b in bursts for x in (b, gap)]))

@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from sdr_tosc.link import FeedbackReceiver, FeedbackReport, FeedbackSender, LinkConfig, StreamDemodulator
+from sdr_tosc.link import FeedbackReceiver, FeedbackReport, FeedbackSender, LinkConfig
 from sdr_tosc.link.loopback import open_loopback, run_loopback
 from sdr_tosc.link.session import run_link
-from sdr_tosc.modem import FrameHeader, Modem
+from sdr_tosc.modem import FrameHeader, Modem, StreamReceiver
 from sdr_tosc.semantic.student import create_model
 
 
@@ -48,11 +48,11 @@ def _frames_buffer(modem: Modem, rng: np.random.Generator, n_frames: int, snr_db
     return x.astype(np.complex64), starts
 
 
-def test_stream_demodulator_reports_each_frame_once_across_chunk_edges():
+def test_stream_receiver_with_short_tail_reports_each_frame_once_across_chunk_edges():
     modem = Modem()
     rng = np.random.default_rng(3)
     x, starts = _frames_buffer(modem, rng, 12)
-    stream = StreamDemodulator(modem, modem.burst_length(20))
+    stream = StreamReceiver(modem, max_frame_samples=modem.burst_length(20))
     got = []
     pos = 0
     while pos < x.size:  # random chunk sizes, many smaller than one burst, so frames straddle edges
@@ -67,9 +67,9 @@ def test_stream_demodulator_reports_each_frame_once_across_chunk_edges():
         assert f.end - f.start == modem.burst_length(20)
 
 
-def test_stream_demodulator_rejects_bad_size():
+def test_stream_receiver_rejects_bad_size():
     with pytest.raises(ValueError, match="max_frame_samples"):
-        StreamDemodulator(Modem(), 0)
+        StreamReceiver(Modem(), 0)
 
 
 # ------------------------------------------------------------------------------------------ feedback

@@ -11,9 +11,8 @@ from .session import (
     decoder_snr_db,
     run_link,
 )
-from .stream import StreamDemodulator
 
 __all__ = [
     "KIND_SEMANTIC", "FeedbackReceiver", "FeedbackReport", "FeedbackSender", "FrameResult", "LinkConfig",
-    "LinkReport", "SemanticReceiver", "SemanticTransmitter", "StreamDemodulator", "decoder_snr_db", "run_link",
+    "LinkReport", "SemanticReceiver", "SemanticTransmitter", "decoder_snr_db", "run_link",
 ]

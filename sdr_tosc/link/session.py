@@ -5,7 +5,7 @@ per image (header: ``seq``, ``kind=KIND_SEMANTIC``, ``length`` = symbols sent, `
 the encoder was conditioned on) -> ``radio.tx``. ``snr_fb`` is the receiver's smoothed report from the
 feedback channel (:mod:`sdr_tosc.link.feedback`), or the initial guess before any report arrived.
 
-Receiver (:class:`SemanticReceiver`): ``radio.rx`` chunks -> :class:`~sdr_tosc.link.stream.StreamDemodulator`
+Receiver (:class:`SemanticReceiver`): ``radio.rx`` chunks -> :class:`~sdr_tosc.modem.StreamReceiver`
 -> for every frame whose header CRC passed: ``student.decode(symbols, snr_dec)`` -> class, and a feedback
 report ``(seq, snr_db, cfo_hz)`` to the transmitter.
 
@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ..modem import FrameHeader, Modem, RxFrame
+from ..modem import FrameHeader, Modem, RxFrame, StreamReceiver
 from .feedback import FeedbackReceiver, FeedbackSender
-from .stream import StreamDemodulator
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +148,7 @@ class SemanticReceiver:
     def __init__(self, student: Any, modem: Modem, radio: Any, config: LinkConfig = LinkConfig(),
                  feedback: FeedbackSender | None = None):
         self.student, self.modem, self.radio, self.config, self.feedback = student, modem, radio, config, feedback
-        self.stream = StreamDemodulator(modem, modem.burst_length(student.k_max))
+        self.stream = StreamReceiver(modem, max_frame_samples=modem.burst_length(student.k_max))
         self.frames_bad_header = 0
         self.frames_other_kind = 0
         self.last_frames: list[RxFrame] = []
