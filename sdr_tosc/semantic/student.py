@@ -8,7 +8,7 @@ Two paths through one model (CompressAI style):
 * the radio link: :meth:`SemanticStudent.encode` ``(images, snr_db) -> complex64 [B, k]`` and
   :meth:`SemanticStudent.decode` ``(symbols [B, k], snr_db) -> float32 logits [B, C]`` (numpy in and out).
 
-Architecture (default ``fmnist-cnn``, 212k parameters, ~6.6M multiply-adds per image)::
+Architecture (default ``fmnist-cnn``, 212k parameters, ~6.7M multiply-adds per image)::
 
     uint8 [B,H,W,C] -> /255, -0.5 -> conv5x5/2(32) BN ReLU -> conv3x3(64) BN ReLU -> conv3x3/2(96) BN ReLU
       -> FiLM(snr) -> conv1x1(24) BN ReLU -> flatten -> linear -> mu [B, 2 k_max] (real); learned logvar
@@ -34,6 +34,13 @@ The channel-adaptive module (``adaptive=True``) conditions both ends on the SNR 
 Without the module (``adaptive=False``, the fixed-SNR baseline) there is no SNR input anywhere: always
 ``k_max`` symbols, no FiLM, no shrink.
 
+On a radio link: the transmitter calls ``encode(images, snr_fb)`` with the SNR the receiver last reported
+(its frame SNR, DESIGN.md definition; an initial guess before the first report) and sends the ``k`` symbols
+of each row as one frame; the receiver calls ``decode(frame.symbols, snr_est)`` with the equalised payload
+symbols and its post-equalisation SNR estimate for that frame (``-10 log10(mean noise variance)`` of the
+zero-forced symbols). ``k`` travels implicitly as the payload length, so the two ends never disagree on it
+even when the SNR moved between the report and the frame.
+
 SNR conditioning for inference is memoised per 0.1 dB (:meth:`conditioning`), so batch-1 encode+decode
 costs only the convolutions and three small matrix products.
 
@@ -43,7 +50,6 @@ Checkpoints are safetensors files whose metadata carry ``format = sdr-tosc-stude
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -600,7 +606,3 @@ def load_checkpoint(path: str | os.PathLike[str], with_extra: bool = False) -> A
     model.load_state_dict(state)
     model.eval()
     return (model, meta["extra"]) if with_extra else model
-
-
-def config_of(model: SemanticStudent) -> dict[str, Any]:
-    return dataclasses.asdict(model.config)

@@ -1,0 +1,95 @@
+"""The shipped students (sdr_tosc/zoo): the issue's targets checked at reduced size (1000 test images).
+
+The full-size figures come from ``benchmarks/bench_student.py``; thresholds here leave room for the
+smaller sample (binomial standard error ~0.8 points at 93 % on 1000 images).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from _student_fixtures import fmnist
+
+from sdr_tosc.semantic.evaluate import accuracy_vs_snr
+from sdr_tosc.semantic.student import load_checkpoint, read_checkpoint_metadata
+from sdr_tosc.zoo import baseline_path, default_student_path
+
+pytestmark = pytest.mark.skipif(not default_student_path().exists(), reason="default student not shipped yet")
+
+SNRS = [-5.0, 0.0, 10.0, 25.0]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return fmnist("test", 1000, offset=5000)
+
+
+@pytest.fixture(scope="module")
+def student():
+    return load_checkpoint(default_student_path())
+
+
+@pytest.fixture(scope="module")
+def curves(student, data):
+    out = {"student": dict(zip(SNRS, accuracy_vs_snr(student, data, SNRS), strict=True))}
+    for name in ("fixed_snr", "no_kd"):
+        if baseline_path(name).exists():
+            out[name] = dict(zip(SNRS, accuracy_vs_snr(load_checkpoint(baseline_path(name)), data, SNRS), strict=True))
+    return out
+
+
+def test_shipped_student_is_small_and_carries_its_recipe(student):
+    assert default_student_path().stat().st_size <= 2 * 1024 * 1024
+    assert student.num_parameters() <= 4_650_000 // 20
+    extra = read_checkpoint_metadata(default_student_path())["extra"]
+    assert extra["complete"] and extra["train_config"]["kd"] and extra["train_config"]["adaptive"]
+    assert extra["dataset"]["num_samples"] == 60000, "trained on the full training set"
+
+
+def test_shipped_student_accuracy_targets(curves):
+    s = curves["student"]
+    assert s[25.0] >= 0.92, s
+    assert s[0.0] >= 0.895, s
+    assert s[-5.0] >= 0.80, s
+
+
+def test_adaptive_beats_fixed_snr_baseline(curves):
+    if "fixed_snr" not in curves:
+        pytest.skip("fixed-SNR baseline not shipped")
+    s, f = curves["student"], curves["fixed_snr"]
+    assert all(s[x] >= f[x] - 0.01 for x in SNRS), (s, f)
+    assert s[-5.0] - f[-5.0] >= 0.04, (s, f)
+
+
+def test_no_kd_baseline_loads_and_works(curves):
+    if "no_kd" not in curves:
+        pytest.skip("no-KD baseline not shipped")
+    assert curves["no_kd"][25.0] > 0.85
+
+
+def test_shipped_student_over_a_numpy_awgn_link(student, data):
+    """encode -> unit-power symbols -> AWGN at 10 dB (numpy) -> decode: the radio contract end to end."""
+    rng = np.random.default_rng(0)
+    imgs, labels = data.images[:300], data.labels[:300]
+    sym = student.encode(imgs, 10.0)
+    assert sym.shape == (300, student.num_symbols_for(10.0)) and sym.dtype == np.complex64
+    no = 10 ** (-10 / 10)
+    y = sym + np.sqrt(no / 2) * (rng.standard_normal(sym.shape) + 1j * rng.standard_normal(sym.shape))
+    acc = float((student.decode(y.astype(np.complex64), 10.0).argmax(1) == labels).mean())
+    assert acc > 0.88
+
+
+def test_encode_decode_latency_batch_1(student, data):
+    """Generous bound for a shared CI machine (the benchmark checks <= 1 ms on a quiet one)."""
+    x = data.images[:1]
+    for _ in range(50):
+        student.decode(student.encode(x, 10.0), 10.0)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(100):
+            student.decode(student.encode(x, 10.0), 10.0)
+        best = min(best, (time.perf_counter() - t) / 100)
+    assert best < 0.003, f"{best * 1e3:.2f} ms per image"
