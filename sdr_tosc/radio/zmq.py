@@ -197,7 +197,7 @@ class ZmqRadio(Radio):
         mode: str = "framed",
         rx_pattern: str = "req",
         timeout_s: float = 5.0,
-        chunk_samples: int = 1 << 17,
+        chunk_samples: int = 1 << 16,  # 512 KiB messages: 2 MiB ones make libzmq's receiver fault in fresh pages
         max_outstanding: int = 4,
         bind: bool = False,
         profile: str = "zmq",
