@@ -337,11 +337,17 @@ class ChannelCore:
         return rec
 
     # -- RX side --------------------------------------------------------------------------------------
-    def read(self, n: int) -> tuple[np.ndarray, int]:
-        """The next ``n`` samples of the receiver's timeline: ``(complex64[n], timestamp)``."""
+    def read(self, n: int, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """The next ``n`` samples of the receiver's timeline: ``(complex64[n], timestamp)``.
+
+        ``out``: optional ``complex64[n]`` to fill (e.g. a view into an outgoing message buffer).
+        """
         cfg = self.config
         sig, std, ts = self.timeline.read(n)
-        out = np.empty(n, np.complex64)
+        if out is None:
+            out = np.empty(n, np.complex64)
+        elif out.dtype != np.complex64 or out.shape != (n,):
+            raise ValueError(f"out must be complex64[{n}], got {out.dtype}{list(out.shape)}")
         uniform = bool(std[0] == std[-1] and std.min() == std.max())
         s0 = np.float32(std[0])
         a = 0
@@ -359,7 +365,7 @@ class ChannelCore:
             self.pn_phase = float(ph[-1])
             out *= np.exp(1j * ph).astype(np.complex64)
         if cfg.iq_imbalance_db or cfg.iq_imbalance_deg:
-            out = imp.iq_imbalance(out, cfg.iq_imbalance_db, cfg.iq_imbalance_deg)
+            out[...] = imp.iq_imbalance(out, cfg.iq_imbalance_db, cfg.iq_imbalance_deg)
         if cfg.dc_offset_i or cfg.dc_offset_q:
             out += np.complex64(complex(cfg.dc_offset_i, cfg.dc_offset_q))
         self.stats["samples_out"] += n

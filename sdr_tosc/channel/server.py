@@ -203,7 +203,7 @@ class ChannelServer:
                 log.error("bad sample request: %s", exc)
                 n = 0
             n = max(0, min(n, MAX_REQUEST_SAMPLES))
-            payload = self._encode_out(*self.core.read(n)) if n else b""
+            payload = self._read_message(n) if n else b""
             envelope = [ident, b""] if len(frames) >= 3 else [ident]
             self.sock_out.send_multipart([*envelope, payload], copy=True)
 
@@ -212,6 +212,18 @@ class ChannelServer:
         if got is None:
             return
         self.sock_out.send(self._encode_out(*got), copy=True)
+
+    def _read_message(self, n: int):
+        """Read ``n`` samples straight into a new outgoing message (no intermediate copy); sent without
+        copying (pyzmq sends buffers over its copy threshold zero-copy, keeping a reference)."""
+        if self.out_format == "raw":
+            return self.core.read(n)[0]
+        buf = np.empty(wire.HEADER_SIZE + wire.SAMPLE_BYTES * n, np.uint8)
+        _, ts = self.core.read(n, out=buf[wire.HEADER_SIZE :].view(np.complex64))
+        cfg = self.core.config
+        wire.Header(0, self._out_seq, ts, cfg.sample_rate_hz, cfg.center_freq_hz, 0.0, n).pack_into(buf)
+        self._out_seq += 1
+        return buf
 
     def _encode_out(self, iq: np.ndarray, ts: int):
         if self.out_format == "raw":

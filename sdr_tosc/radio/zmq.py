@@ -89,6 +89,11 @@ class Header:
         return HEADER.pack(MAGIC, VERSION, self.flags, self.seq, self.timestamp, self.sample_rate_hz,
                            self.center_freq_hz, self.tx_gain_db, self.count)
 
+    def pack_into(self, buf, offset: int = 0) -> None:
+        """Write the 48-byte header into ``buf`` at ``offset`` (e.g. ahead of samples already in place)."""
+        HEADER.pack_into(buf, offset, MAGIC, VERSION, self.flags, self.seq, self.timestamp, self.sample_rate_hz,
+                         self.center_freq_hz, self.tx_gain_db, self.count)
+
 
 def encode_message(iq: np.ndarray, header: Header) -> np.ndarray:
     """Header + payload in one ``uint8`` buffer (one copy of the samples). ``iq: complex64[count]``."""
