@@ -204,14 +204,17 @@ class ChannelServer:
                 n = 0
             n = max(0, min(n, MAX_REQUEST_SAMPLES))
             payload = self._read_message(n) if n else b""
-            envelope = [ident, b""] if len(frames) >= 3 else [ident]
-            self.sock_out.send_multipart([*envelope, payload], copy=True)
+            for f in ([ident, b""] if len(frames) >= 3 else [ident]):
+                self.sock_out.send(f, zmq.SNDMORE)
+            # copy=False: the payload is a fresh buffer nobody else touches; pyzmq keeps it alive until
+            # libzmq is done with it (saves a copy into a freshly allocated libzmq message)
+            self.sock_out.send(payload, copy=False)
 
     def _push_pending(self) -> None:
         got = self.core.take_pending()
         if got is None:
             return
-        self.sock_out.send(self._encode_out(*got), copy=True)
+        self.sock_out.send(self._encode_out(*got), copy=False)  # a fresh buffer: no copy needed
 
     def _read_message(self, n: int):
         """Read ``n`` samples straight into a new outgoing message (no intermediate copy); sent without
@@ -227,7 +230,7 @@ class ChannelServer:
 
     def _encode_out(self, iq: np.ndarray, ts: int):
         if self.out_format == "raw":
-            return iq  # sent with copy=True: one copy into the ZMQ message
+            return iq  # a fresh array from ChannelCore.read
         cfg = self.core.config
         hdr = wire.Header(0, self._out_seq, ts, cfg.sample_rate_hz, cfg.center_freq_hz, 0.0, iq.size)
         self._out_seq += 1

@@ -309,15 +309,16 @@ class ZmqRadio(Radio):
                 flags |= FLAG_TIMED
                 ts = int(at_sample)
             hdr = Header(flags, self._tx_seq, ts, self.sample_rate_hz, self.center_freq_hz, gain, chunk.size)
-            self._send(encode_message(chunk, hdr))
+            self._send(encode_message(chunk, hdr), copy=False)  # a fresh buffer: zero-copy is safe
             self._tx_seq += 1
 
-    def _send(self, buf) -> None:
+    def _send(self, buf, copy: bool = True) -> None:
         if self._tx_sock is None:
             raise RuntimeError("zmq radio was closed while transmitting")
         try:
-            # copy=True: libzmq owns its copy, so nothing can free the memory while it is on the wire
-            self._tx_sock.send(buf, copy=True)
+            # copy=True for the caller's memory (raw mode): libzmq owns its copy, so the caller may reuse
+            # its array at once. copy=False only for buffers made here: pyzmq keeps them alive meanwhile.
+            self._tx_sock.send(buf, copy=copy)
         except self._zmq.Again:
             self._counters.underflows += 1
             raise TimeoutError(
