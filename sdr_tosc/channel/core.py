@@ -353,21 +353,11 @@ class ChannelCore:
         a = 0
         # signal rotated by the frequency offset, plus noise * std, fused per cache-sized block. The noise
         # is added after the rotation: circular i.i.d. noise times a unit phasor has the same law.
-        caxpy = imp._caxpy()
-        tmp = None
         for nz in self.noise.views(n):
             for c in range(0, nz.size, imp.BLOCK):
                 k = min(imp.BLOCK, nz.size - c)
-                ob = out[a : a + k]
-                self.rotator(sig[a : a + k], out=ob)
-                if uniform:
-                    caxpy(nz[c : c + k], ob, a=s0)  # ob += s0 * nz in one pass
-                else:
-                    if tmp is None:
-                        tmp = np.empty(imp.BLOCK, np.complex64)
-                    t = tmp[:k]
-                    np.multiply(nz[c : c + k], std[a : a + k], out=t)
-                    ob += t
+                self.rotator.mix_add(sig[a : a + k], nz[c : c + k], s0 if uniform else std[a : a + k],
+                                     out[a : a + k])
                 a += k
         if cfg.phase_noise_hz > 0:
             ph = imp.wiener_phase(n, cfg.phase_noise_hz, cfg.sample_rate_hz, self.rng, self.pn_phase)

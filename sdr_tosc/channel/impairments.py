@@ -113,6 +113,40 @@ class PhaseRotator:
         return out
 
 
+    def mix_add(self, x: np.ndarray, nz: np.ndarray, scale, out: np.ndarray) -> np.ndarray:
+        """``out = rotate(x) + scale * nz`` for ``x, nz: complex64[n]`` and ``scale`` a float or
+        ``float32[n]``; advances the phase by n samples like :meth:`__call__` (``out`` must not overlap
+        ``x`` or ``nz``).
+
+        Per block: one table multiply, one BLAS caxpy applying the block's phasor while adding, and one
+        float32 pass scaling the noise: about a third fewer passes than scaling, adding and rotating.
+        """
+        n = x.size
+        if n == 0:
+            return out
+        if np.ndim(scale) == 0:
+            np.multiply(nz.view(np.float32), np.float32(scale), out=out.view(np.float32))
+        else:
+            np.multiply(nz, scale, out=out)
+        caxpy = _caxpy()
+        if self._cfo_hz == 0.0:
+            caxpy(x, out, a=complex(np.complex64(np.exp(1j * self.phase_rad))))
+            return out
+        w = 2.0 * np.pi * self._cfo_hz / self.sample_rate_hz
+        if self._table is None:
+            self._table = np.exp(1j * w * np.arange(BLOCK)).astype(np.complex64)
+            self._tmp = np.empty(BLOCK, np.complex64)
+        phase = self.phase_rad
+        for a in range(0, n, BLOCK):
+            b = min(a + BLOCK, n)
+            t = self._tmp[: b - a]
+            np.multiply(x[a:b], self._table[: b - a], out=t)
+            caxpy(t, out[a:b], a=complex(np.complex64(np.exp(1j * phase))))
+            phase = (phase + w * (b - a)) % (2.0 * np.pi)
+        self.phase_rad = float(phase)
+        return out
+
+
 def apply_cfo(x: np.ndarray, cfo_hz: float, sample_rate_hz: float, start_sample: int = 0) -> np.ndarray:
     """Frequency offset on ``x: complex64[n]`` whose first sample is ``start_sample`` on the timeline."""
     k = np.arange(x.size, dtype=np.float64) + float(start_sample)
