@@ -112,34 +112,23 @@ class NoiseStream:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="sdr-tosc-noise")
             self._next = self._pool.submit(self._make, block)
 
-    #: Box-Muller works on sub-blocks of this many samples (~200 KiB of temporaries: they stay in the L2
-    #: cache, ~1.8x faster than one pass per operation over a 2 MiB block). The stream is the sequence of
-    #: SUB-sample Box-Muller blocks, so it is the same for every block size that is a multiple of SUB.
-    SUB = 1 << 14
-
     def _make(self, n: int) -> np.ndarray:
         """Box-Muller on float32 uniforms (exact Gaussian up to float32 resolution: tails reach ~5.6
         sigma per component); about 1.5x faster than numpy's float32 ziggurat here."""
+        u = self._rng.random(2 * n, dtype=np.float32)
+        r, th = u[:n], u[n:]
+        np.subtract(np.float32(1.0), r, out=r)  # (0, 1]: log is finite
+        np.log(r, out=r)
+        r *= np.float32(-2.0)
+        np.sqrt(r, out=r)
+        th *= np.float32(2.0 * np.pi)
         out = np.empty(n, np.complex64)
-        of = out.view(np.float32)
-        sub = min(self.SUB, n)
-        ubuf = np.empty(2 * sub, np.float32)
-        cbuf = np.empty(sub, np.float32)
-        for a in range(0, n, sub):
-            m = min(sub, n - a)
-            u = ubuf[: 2 * m]
-            self._rng.random(out=u, dtype=np.float32)
-            r, th = u[:m], u[m:]
-            np.subtract(np.float32(1.0), r, out=r)  # (0, 1]: log is finite
-            np.log(r, out=r)
-            r *= np.float32(-2.0)
-            np.sqrt(r, out=r)
-            th *= np.float32(2.0 * np.pi)
-            c = cbuf[:m]
-            np.cos(th, out=c)
-            np.multiply(c, r, out=of[2 * a : 2 * (a + m) : 2])
-            np.sin(th, out=th)
-            np.multiply(th, r, out=of[2 * a + 1 : 2 * (a + m) : 2])
+        c = np.cos(th)
+        c *= r
+        out.real = c
+        np.sin(th, out=th)
+        th *= r
+        out.imag = th
         return out
 
     def take(self, n: int) -> np.ndarray:
