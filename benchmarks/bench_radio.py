@@ -60,11 +60,13 @@ def bench_channel(mode: str, seconds: float, fs: float, chunk: int, multipath: s
             rx.rx(4 * chunk)  # warm-up
             n = 0
             c0, f0, s0 = _proc_cpu_s(ch.pid), _proc_cpu_s(feeder.pid), _self_cpu_s()
+            th0 = _thread_cpu_s(ch.pid)
             t0 = time.perf_counter()
             while time.perf_counter() - t0 < seconds:
                 n += rx.rx(4 * chunk).size
             dt = time.perf_counter() - t0
             c1, f1, s1 = _proc_cpu_s(ch.pid), _proc_cpu_s(feeder.pid), _self_cpu_s()
+            th1 = _thread_cpu_s(ch.pid)
             stop.set()
             stats = ch.stats()
             rx.rx(8 * chunk)  # unblock the feeder if it waits on a full pipe, then let it finish
@@ -74,6 +76,7 @@ def bench_channel(mode: str, seconds: float, fs: float, chunk: int, multipath: s
     return {"msps": n / dt / 1e6, "samples": n, "seconds": dt,
             "cpu_ns_per_sample": {"channel_process": (c1 - c0) / n * 1e9, "tx_radio_process": (f1 - f0) / n * 1e9,
                                   "rx_radio": (s1 - s0) / n * 1e9},
+            "channel_threads_cpu_ns_per_sample": {k: round((th1[k] - th0.get(k, 0.0)) / n * 1e9, 1) for k in th1},
             "channel_stats": {k: stats[k] for k in ("samples_in", "samples_out", "underflows") if k in stats}}
 
 
@@ -84,6 +87,26 @@ def _proc_cpu_s(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def _thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds per thread group of a process: its main thread, libzmq I/O threads, other threads
+    (the noise prefetch thread and pyzmq's garbage collector)."""
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+        except OSError:
+            continue
+        name = stat.split("(", 1)[1].rsplit(")", 1)[0]
+        fields = stat.rsplit(")", 1)[1].split()
+        key = "main" if int(tid) == pid else ("zmq_io" if name.startswith("ZMQbg/IO") else "other")
+        out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def _self_cpu_s() -> float:
@@ -160,6 +183,8 @@ def main() -> None:
         "cpu_ns_per_sample": {m: {k: round(v, 1) for k, v in out[m]["cpu_ns_per_sample"].items()}
                               for m in ("framed", "raw")},
         "cpu_ns_per_sample_engine_only": round(out["channel_engine_only"]["cpu_ns_per_sample"], 1),
+        "channel_threads_cpu_ns_per_sample": {m: out[m]["channel_threads_cpu_ns_per_sample"]
+                                              for m in ("framed", "raw")},
         "target_msps": out["target_msps"], "goal_msps": out["goal_msps"],
         "meets_target": out["meets_target"], "meets_goal": out["meets_goal"],
         "load_avg_1m": out["machine"]["load_avg_1m"],
