@@ -41,7 +41,9 @@ class Timeline:
     def pending(self) -> int:
         return self.end - self.pos
 
-    def _ensure(self, abs_end: int) -> None:
+    def _ensure(self, abs_end: int, fill_end: int | None = None) -> None:
+        """Make room up to ``abs_end``; new samples are idle (zero signal, idle noise std) up to
+        ``fill_end`` (default ``abs_end``); the caller writes the rest itself."""
         if abs_end <= self.end:
             return
         need = abs_end - self.pos
@@ -64,9 +66,10 @@ class Timeline:
             self.std[:live] = self.std[self.head : self.head + live]
             self.head = 0
         a = self.head + (self.end - self.pos)
-        b = self.head + need
-        self.sig[a:b] = 0
-        self.std[a:b] = self.idle_std
+        b = self.head + (need if fill_end is None else max(fill_end, self.end) - self.pos)
+        if b > a:
+            self.sig[a:b] = 0
+            self.std[a:b] = self.idle_std
         self.end = abs_end
 
     def add(self, start: int, y: np.ndarray, std: float) -> None:
@@ -76,9 +79,14 @@ class Timeline:
             start = self.pos
         if y.size == 0:
             return
-        self._ensure(start + y.size)
+        # only the part that overlaps samples already on the timeline is added; the part past the
+        # current end is copied in (no zero-fill first)
+        overlap = min(max(self.end - start, 0), y.size)
+        self._ensure(start + y.size, fill_end=start)
         i = self.head + start - self.pos
-        self.sig[i : i + y.size] += y
+        if overlap:
+            self.sig[i : i + overlap] += y[:overlap]
+        self.sig[i + overlap : i + y.size] = y[overlap:]
         self.std[i : i + y.size] = std
 
     def read(self, n: int) -> tuple[np.ndarray, np.ndarray, int]:
