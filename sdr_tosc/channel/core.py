@@ -292,7 +292,6 @@ class ChannelCore:
         self.last_end = start + n
         link_db = cfg.tx_gain_db + float(tx_gain_db) - self.path_loss_db()
         gain = 10.0 ** (link_db / 20.0)
-        p_tx = imp.signal_power(x)
 
         y = imp.apply_taps(x, self._tdl)
         if gain != 1.0:
@@ -307,7 +306,7 @@ class ChannelCore:
             nv = 10.0 ** (cfg.noise_dbfs / 10.0)
         else:
             # SNR reference at link gain 0 dB: the noise does not follow tx gain or path loss
-            p_ref = p_rx / (gain * gain) if cfg.fading == "none" else p_tx * float(np.sum(self._powers))
+            p_ref = p_rx / (gain * gain) if cfg.fading == "none" else imp.signal_power(x) * float(np.sum(self._powers))
             nv = imp.noise_variance_for_snr(p_ref, cfg.snr_db) if p_ref > 0 else self.noise_var
         self.noise_var = nv
         std = math.sqrt(nv / 2.0)
