@@ -56,7 +56,7 @@ class ChannelConfig:
     gap_jitter_samples: int = 1000
     idle_ref_power_dbfs: float = -15.0
     seed: int = 0
-    max_pending_samples: int = 1 << 18  # TX intake pauses beyond this (ZMQ queues still buffer); small = cache-resident
+    max_pending_samples: int = 1 << 21
 
     def __post_init__(self) -> None:
         self.validate()
