@@ -184,3 +184,18 @@ def test_importing_the_radio_package_loads_no_hardware_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_tx_close_delivers_queued_samples():
+    """Closing a TX radio right after a burst must not drop what is still queued (as `sdr-tosc tx` does on exit)."""
+    import numpy as np
+
+    from sdr_tosc.channel import ChannelSimulator
+    from sdr_tosc.radio import open_radio
+
+    burst = np.full(600_000, 0.1, np.complex64)
+    with ChannelSimulator(snr_db=20.0, seed=0) as ch:
+        with open_radio("zmq", tx_endpoint=ch.in_endpoint, sample_rate_hz=1e6) as tx:
+            tx.tx(burst)
+        # the radio is closed: every sample must still reach the channel
+        assert ch.wait_received(burst.size, timeout_s=10.0)["samples_in"] == burst.size

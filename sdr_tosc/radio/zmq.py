@@ -430,9 +430,12 @@ class ZmqRadio(Radio):
         self._residual_ts = None
 
     def _close(self) -> None:
-        for s in (self._tx_sock, self._rx_sock):
-            if s is not None:
-                s.close(0)
+        # TX: deliver what is still queued (a real radio also finishes its buffer), waiting at most timeout_s
+        # for a peer that is gone; RX: drop pending replies at once
+        if self._tx_sock is not None:
+            self._tx_sock.close(int(self.timeout_s * 1000))
+        if self._rx_sock is not None:
+            self._rx_sock.close(0)
         self._tx_sock = self._rx_sock = None
         self._ctx.term()
 
