@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = TeacherCache.open(cache_dir)
     cache.check_dataset(train.subset(np.arange(cache.num_samples)) if cache.num_samples < len(train) else train)
     sub_imgs, sub_labels = train.images[:cache.num_samples], train.labels[:cache.num_samples]
-    row = {"teacher": cache.teacher_id if spec in cache.teacher_id or cache_dir != DEFAULT_CACHE else spec,
+    row = {"teacher": cache.teacher_id,
            "teacher_spec": spec, "teacher_input_size": teacher.input_size,
            "teacher_parameters": sum(q.numel() for q in teacher.parameters()),
            "teacher_test_acc": cache.manifest["teacher"].get("test_acc"),

@@ -360,3 +360,20 @@ def test_teacher_folder_without_weights(vit_dir, data, tmp_path):
         build_cache(str(empty), data, tmp_path / "out", **FAST)
     assert not (tmp_path / "out").exists()
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_shipped_default_cache_verifies():
+    from sdr_tosc.commands.cache import ZOO, default_teacher_file
+
+    folder = ZOO / "cache" / "fashion-mnist-effnetlite0"
+    if not (folder / MANIFEST).exists():
+        pytest.skip("the default cache is not built (scripts/build_default_cache.sh)")
+    cache = TeacherCache.open(folder)  # sha256 of every shard
+    assert (cache.num_samples, cache.num_replays, cache.topk, cache.feature_dim) == (60000, 4, 10, 64)
+    assert cache.bytes_per_sample_per_replay <= 512 and cache.summary()["total_bytes"] < 40e6
+    assert cache.manifest["teacher"]["test_acc"] >= 0.935
+    info = json.loads((ZOO / "teacher-efficientnet-lite0-fashion-mnist.json").read_text())
+    assert info["test_acc"] >= 0.935 and info["sha256"] == sha256_file(ZOO / info["file"])
+    assert default_teacher_file("fashion-mnist") == ZOO / info["file"]
+    p = cache.soft_targets(0, np.arange(100))
+    torch.testing.assert_close(p.sum(1), torch.ones(100))
