@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--beta", type=float, default=None, help="weight of the IB rate term (default 1e-3)")
-    p.add_argument("--temperature", type=float, default=None, help="KD temperature (default 4)")
+    p.add_argument("--temperature", type=float, default=None, help="KD temperature (default 1)")
     p.add_argument("--kd-weight", type=float, default=None)
     p.add_argument("--rayleigh-prob", type=float, default=None, help="share of samples through Rayleigh fading (0.25)")
     p.add_argument("--num-symbols", type=int, default=None, help="maximum complex symbols per image (default 32)")

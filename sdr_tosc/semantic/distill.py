@@ -65,7 +65,7 @@ class TrainConfig:
     kd: bool = True
     kd_weight: float = 1.0
     task_weight: float = 1.0
-    temperature: float = 4.0
+    temperature: float = 1.0  # the default teacher is label-smoothed: at T=4 its max probability is ~0.25
     beta: float = 1e-3
     feature_weight: float = 0.0
     label_fraction: float = 1.0

@@ -91,7 +91,7 @@ def ib_loss(
     labelled: torch.Tensor | None = None,
     teacher_log_probs: torch.Tensor | None = None,
     topk_index: torch.Tensor | None = None,
-    temperature: float = 4.0,
+    temperature: float = 1.0,
     beta: float = 1e-3,
     task_weight: float = 1.0,
     kd_weight: float = 1.0,
