@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from sdr_tosc.semantic.datasets import load_dataset  # noqa: E402
 from sdr_tosc.semantic.evaluate import EvalConfig, evaluate  # noqa: E402
 from sdr_tosc.semantic.student import SemanticStudent, load_checkpoint  # noqa: E402
-from sdr_tosc.zoo import ZOO, baseline_path, default_student_path  # noqa: E402
+from sdr_tosc.zoo import baseline_path, default_student_path  # noqa: E402
 
 TEACHER_PARAMS = 4_650_000  # EfficientNet-Lite0 (DESIGN.md); replaced by the zoo teacher's count when present
 
@@ -76,17 +76,13 @@ def latency_ms(model: SemanticStudent, snr_db: float = 10.0, n: int = 2000, repe
 
 
 def teacher_info() -> dict[str, object]:
-    info: dict[str, object] = {"parameters": TEACHER_PARAMS, "accuracy": None, "source": None}
-    for f in sorted(ZOO.glob("teacher-*.json")):
-        try:
-            d = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        for key in ("test_acc", "test_accuracy", "accuracy"):
-            if isinstance(d.get(key), (int, float)):
-                info.update(accuracy=float(d[key]), source=str(f.relative_to(ROOT)))
-        if isinstance(d.get("parameters"), int):
-            info["parameters"] = d["parameters"]
+    from sdr_tosc.zoo import teacher_accuracy, teacher_record
+
+    record, path = teacher_record()
+    info: dict[str, object] = {"parameters": TEACHER_PARAMS, "accuracy": teacher_accuracy(record),
+                               "source": str(path.relative_to(ROOT)) if path else None}
+    if record and isinstance(record.get("parameters"), int):
+        info["parameters"] = record["parameters"]
     return info
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -59,17 +58,11 @@ def _teacher_accuracy(args: argparse.Namespace, extra: dict[str, Any]) -> tuple[
         return args.teacher_accuracy, "--teacher-accuracy"
     if extra.get("teacher_accuracy") is not None:
         return float(extra["teacher_accuracy"]), "recorded in the student checkpoint (from its teacher cache)"
-    from ..zoo import ZOO  # noqa: PLC0415
+    from ..zoo import teacher_accuracy, teacher_record  # noqa: PLC0415
 
-    for f in sorted(ZOO.glob("teacher-*.json")):
-        try:
-            d = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        for key in ("test_acc", "test_accuracy", "accuracy"):
-            if isinstance(d.get(key), (int, float)):
-                return float(d[key]), str(f)
-    return None, None
+    record, path = teacher_record()
+    acc = teacher_accuracy(record)
+    return (acc, str(path)) if acc is not None else (None, None)
 
 
 def run(args: argparse.Namespace) -> int:

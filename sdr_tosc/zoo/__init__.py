@@ -40,6 +40,26 @@ def default_cache_path() -> Path:
     return found[0] if found else preferred
 
 
+def teacher_record() -> tuple[dict, Path] | tuple[None, None]:
+    """The shipped teacher's JSON record (test accuracy, parameters ...) and its path, or ``(None, None)``."""
+    import json
+
+    for f in sorted(ZOO.glob("teacher-*.json")):
+        try:
+            return json.loads(f.read_text()), f
+        except (OSError, ValueError):
+            continue
+    return None, None
+
+
+def teacher_accuracy(record: dict | None) -> float | None:
+    """Test accuracy from a teacher record (the key has been spelt three ways)."""
+    for key in ("test_acc", "test_accuracy", "accuracy"):
+        if record and isinstance(record.get(key), (int, float)):
+            return float(record[key])
+    return None
+
+
 def require(path: Path, what: str, how: str) -> Path:
     """``path`` if it exists, else FileNotFoundError naming ``what`` and the command that makes it."""
     if not path.exists():
