@@ -97,10 +97,7 @@ class PhaseRotator:
             else:
                 np.multiply(x, np.complex64(np.exp(1j * self.phase_rad)), out=out)
             return out
-        w = 2.0 * np.pi * self._cfo_hz / self.sample_rate_hz
-        if self._table is None:
-            self._table = np.exp(1j * w * np.arange(BLOCK)).astype(np.complex64)
-            self._tmp = np.empty(BLOCK, np.complex64)
+        w = self._phase_step()
         tmp = self._tmp
         phase = self.phase_rad
         for a in range(0, n, BLOCK):
@@ -112,6 +109,14 @@ class PhaseRotator:
         self.phase_rad = float(phase)
         return out
 
+
+    def _phase_step(self) -> float:
+        """Radians per sample; builds the per-block phasor table on first use."""
+        w = 2.0 * np.pi * self._cfo_hz / self.sample_rate_hz
+        if self._table is None:
+            self._table = np.exp(1j * w * np.arange(BLOCK)).astype(np.complex64)
+            self._tmp = np.empty(BLOCK, np.complex64)
+        return w
 
     def mix_add(self, x: np.ndarray, nz: np.ndarray, scale, out: np.ndarray) -> np.ndarray:
         """``out = rotate(x) + scale * nz`` for ``x, nz: complex64[n]`` and ``scale`` a float or
@@ -132,10 +137,7 @@ class PhaseRotator:
         if self._cfo_hz == 0.0:
             caxpy(x, out, a=complex(np.complex64(np.exp(1j * self.phase_rad))))
             return out
-        w = 2.0 * np.pi * self._cfo_hz / self.sample_rate_hz
-        if self._table is None:
-            self._table = np.exp(1j * w * np.arange(BLOCK)).astype(np.complex64)
-            self._tmp = np.empty(BLOCK, np.complex64)
+        w = self._phase_step()
         phase = self.phase_rad
         for a in range(0, n, BLOCK):
             b = min(a + BLOCK, n)
