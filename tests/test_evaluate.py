@@ -45,9 +45,9 @@ def test_evaluate_cli_json_schema_and_plot(tmp_path, ckpts, capsys):
         assert len(r["accuracy"][name]) == 3 and all(0.0 <= a <= 1.0 for a in r["accuracy"][name])
     assert r["teacher_accuracy"] == 0.93
     assert r["num_images"] == 60
-    assert r["symbols_per_image"]["student"] == [32, 28, 16]
-    assert r["symbols_per_image"]["fixed_snr"] == [32, 32, 32]
-    assert r["digital"]["symbols_per_image"] > 32 and r["digital"]["bits_per_image"] == 16 * 2 * 4
+    assert r["symbols_per_image"]["student"] == [64, 40, 16]
+    assert r["symbols_per_image"]["fixed_snr"] == [40, 40, 40]
+    assert r["digital"]["symbols_per_image"] > 16 and r["digital"]["bits_per_image"] == 16 * 2 * 4
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "out.config.toml").exists()
 

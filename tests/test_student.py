@@ -49,13 +49,13 @@ def test_encode_shape_dtype_unit_power(images, snr):
 def test_symbol_count_rule():
     m = create_model("fmnist-cnn")
     ks = [m.num_symbols_for(s) for s in range(-10, 31)]
-    assert ks[0] == 32 and ks[-1] == 16
+    assert ks[0] == 64 and ks[-1] == 16
     assert all(a >= b for a, b in zip(ks, ks[1:], strict=False)), "fewer symbols as the SNR grows"
     assert all(k % 4 == 0 for k in ks)
-    assert m.num_symbols_for(5.0) == 32 and m.num_symbols_for(20.0) == 16
+    assert m.num_symbols_for(0.0) == 64 and m.num_symbols_for(10.0) == 40 and m.num_symbols_for(20.0) == 16
     fixed = create_model("fmnist-cnn-fixed")
-    assert {fixed.num_symbols_for(s) for s in range(-10, 31)} == {32}
-    assert fixed.encode(np.zeros((2, 28, 28, 1), np.uint8), 25.0).shape == (2, 32)
+    assert {fixed.num_symbols_for(s) for s in range(-10, 31)} == {40}
+    assert fixed.encode(np.zeros((2, 28, 28, 1), np.uint8), 25.0).shape == (2, 40)
 
 
 @pytest.mark.parametrize("adaptive", [True, False])
@@ -92,8 +92,8 @@ def test_decode_accepts_fewer_symbols_and_rejects_bad_input(images):
     assert m.decode(sym[:, :8], 25.0).dtype == np.float32  # fewer symbols: the rest count as zeros
     padded = np.concatenate([sym, np.zeros((6, 16), np.complex64)], axis=1)
     np.testing.assert_allclose(m.decode(padded, 25.0), m.decode(sym, 25.0), atol=1e-5)
-    with pytest.raises(ValueError, match="1 <= k <= 32"):
-        m.decode(np.zeros((2, 33), np.complex64), 10.0)
+    with pytest.raises(ValueError, match="1 <= k <= 64"):
+        m.decode(np.zeros((2, 65), np.complex64), 10.0)
     with pytest.raises(ValueError, match="complex"):
         m.decode(np.zeros((2, 16), np.float32), 10.0)
     with pytest.raises(ValueError, match="finite"):
@@ -141,7 +141,7 @@ def test_create_model_variants(tmp_path):
     with pytest.raises(ValueError, match="unknown key"):
         create_model({"widthz": [1, 2, 3]})
     cifar = create_model("cifar-cnn")
-    assert cifar.encode(np.zeros((1, 32, 32, 3), np.uint8), 10.0).shape == (1, 28)
+    assert cifar.encode(np.zeros((1, 32, 32, 3), np.uint8), 10.0).shape == (1, 40)
     path = save_checkpoint(cifar, tmp_path / "c.safetensors")
     assert create_model(path).config == cifar.config
 

@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=None, help="KD temperature (default 1)")
     p.add_argument("--kd-weight", type=float, default=None)
     p.add_argument("--rayleigh-prob", type=float, default=None, help="share of samples through Rayleigh fading (0.25)")
-    p.add_argument("--num-symbols", type=int, default=None, help="maximum complex symbols per image (default 32)")
+    p.add_argument("--num-symbols", type=int, default=None, help="maximum complex symbols per image (default: the model's, 64 for fmnist-cnn, 40 for fmnist-cnn-fixed)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
     p.add_argument("--limit", type=int, default=0, metavar="N", help="train on the first N images only (quick runs)")

@@ -50,7 +50,7 @@ class TrainConfig:
     """Distillation settings (``sdr-tosc train --config train.toml``, table ``[train]`` or the whole file)."""
 
     model: str = "fmnist-cnn"
-    num_symbols: int = 32
+    num_symbols: int = 0  # 0 = the model's own k_max
     adaptive: bool = True
     epochs: int = 10
     batch_size: int = 256
@@ -92,8 +92,8 @@ class TrainConfig:
             raise ValueError("temperature must be > 0")
         if self.beta < 0 or self.kd_weight < 0 or self.task_weight < 0 or self.feature_weight < 0:
             raise ValueError("loss weights must be >= 0")
-        if self.num_symbols < 1:
-            raise ValueError("num_symbols must be >= 1")
+        if self.num_symbols < 0:
+            raise ValueError("num_symbols must be >= 1 (or 0 for the model's default)")
         if self.threads < 1:
             raise ValueError("threads must be >= 1")
 
@@ -111,11 +111,18 @@ def state_path_for(out_path: str | os.PathLike[str]) -> Path:
 
 
 def build_student(config: TrainConfig, data: ImageSet) -> SemanticStudent:
-    """The student for ``config`` fitted to the data set's image shape and class count."""
+    """The student for ``config`` fitted to the data set's image shape and class count.
+
+    With ``adaptive = False`` the model's fixed-rate variant (``MODELS[model + "-fixed"]``, e.g. 40 symbols for
+    ``fmnist-cnn``) is the base when it exists and ``num_symbols`` is 0.
+    """
     base = MODELS[config.model]
-    overrides: dict[str, Any] = {**to_dict(base), "adaptive": config.adaptive, "num_symbols": config.num_symbols,
+    if not config.adaptive and config.num_symbols == 0 and f"{config.model}-fixed" in MODELS:
+        base = MODELS[f"{config.model}-fixed"]
+    k_max = config.num_symbols or base.num_symbols
+    overrides: dict[str, Any] = {**to_dict(base), "adaptive": config.adaptive, "num_symbols": k_max,
                                  "image_shape": list(data.image_shape), "num_classes": data.num_classes}
-    overrides["min_symbols"] = min(base.min_symbols, config.num_symbols)
+    overrides["min_symbols"] = min(base.min_symbols, k_max)
     cfg = from_dict(type(base), overrides, "student config")
     return SemanticStudent(cfg)
 
