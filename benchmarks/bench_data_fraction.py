@@ -9,7 +9,7 @@ subset is class-stratified and seeded (identical for KD and no-KD). Accuracy: th
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_data_fraction.py                 # 8 short runs, 2 at a time, ~10-15 min
+    .venv/bin/python benchmarks/bench_data_fraction.py                 # 8 runs of 1600 steps, 2 at a time, ~20-25 min
     .venv/bin/python benchmarks/bench_data_fraction.py --fractions 0.05,1 --steps 100
 """
 
@@ -61,8 +61,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cache", type=Path, default=None, help="teacher cache (default: the zoo's)")
     p.add_argument("--fractions", default="0.05,0.1,0.25,1.0")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--steps", type=int, default=200, help="optimizer steps per epoch (batch 256)")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--steps", type=int, default=400, help="optimizer steps per epoch (batch 256)")
     p.add_argument("--snr-db", type=float, default=10.0)
     p.add_argument("--limit", type=int, default=0, help="first N test images (default: all)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -54,8 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..calibrate import gain_for_snr, load_calibration, lookup
-    from ..link import FeedbackReceiver, FeedbackSender, SemanticReceiver, SemanticTransmitter
-    from ..link.loopback import channel_barrier
+    from ..link import SemanticReceiver, SemanticTransmitter
+    from ..link.loopback import channel_barrier, feedback_pair
     from ..measure import plot_campaign, run_campaign
     from ..modem import Modem
 
@@ -81,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
     points = getattr(args, sweep)
     entry = lookup(load_calibration(args.calibration), args.center_freq_hz or 2.4e9) if args.calibration else None
 
-    with radio_pair(args, chan) as (txr, rxr, ch), \
-            FeedbackReceiver("tcp://127.0.0.1:0", initial_snr_db=link.initial_snr_db, alpha=link.feedback_alpha) as fb_rx, \
-            FeedbackSender(fb_rx.endpoint) as fb_tx:
+    with contextlib.ExitStack() as stack:
+        txr, rxr, ch = stack.enter_context(radio_pair(args, chan))
+        fb_rx, fb_tx = feedback_pair(stack, link)
         tx = SemanticTransmitter(student, modem, txr, link, None if args.no_feedback else fb_rx,
                                  after_send=(lambda: channel_barrier(ch, txr)) if ch is not None else None)
         rx = SemanticReceiver(student, modem, rxr, link, None if args.no_feedback else fb_tx)

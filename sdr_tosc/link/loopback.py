@@ -29,7 +29,7 @@ def channel_barrier(channel: Any, radio: Any, timeout_s: float = 10.0) -> None:
     channel.wait_received(radio.counters.tx_samples, timeout_s=timeout_s)
 
 
-def _feedback_pair(stack: contextlib.ExitStack, link: LinkConfig) -> tuple[FeedbackReceiver, FeedbackSender]:
+def feedback_pair(stack: contextlib.ExitStack, link: LinkConfig) -> tuple[FeedbackReceiver, FeedbackSender]:
     """An in-process SNR feedback link on an ephemeral loopback port (closed with ``stack``)."""
     fb_rx = stack.enter_context(FeedbackReceiver("tcp://127.0.0.1:0", bind=True, initial_snr_db=link.initial_snr_db,
                                                  alpha=link.feedback_alpha))
@@ -63,7 +63,7 @@ def open_loopback(
         ch = stack.enter_context(ChannelSimulator(**channel_settings))
         txr = stack.enter_context(open_radio("zmq", tx_endpoint=ch.in_endpoint, sample_rate_hz=fs))
         rxr = stack.enter_context(open_radio("zmq", rx_endpoint=ch.out_endpoint, sample_rate_hz=fs))
-        fb_rx, fb_tx = _feedback_pair(stack, link) if feedback else (None, None)
+        fb_rx, fb_tx = feedback_pair(stack, link) if feedback else (None, None)
         tx = SemanticTransmitter(student, modem, txr, link, fb_rx, after_send=lambda: channel_barrier(ch, txr))
         yield Loopback(ch, tx, SemanticReceiver(student, modem, rxr, link, fb_tx))
 
@@ -84,7 +84,7 @@ def open_radio_loopback(
     with contextlib.ExitStack() as stack:
         stack.enter_context(radio)
         radio.rx(1024)  # start RX streaming (and flush stale blocks) before the first burst goes out
-        fb_rx, fb_tx = _feedback_pair(stack, link) if feedback else (None, None)
+        fb_rx, fb_tx = feedback_pair(stack, link) if feedback else (None, None)
         yield Loopback(None, SemanticTransmitter(student, modem, radio, link, fb_rx),
                        SemanticReceiver(student, modem, radio, link, fb_tx))
 
