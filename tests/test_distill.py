@@ -157,3 +157,18 @@ def test_train_cli_with_toml_config_and_json(tmp_path, capsys):
     toml.write_text("[train]\nepochz = 1\n")
     assert main(["train", "--config", str(toml), "--out", str(tmp_path / "t.safetensors")]) == 1
     assert "epochz" in capsys.readouterr().err
+
+
+def test_build_student_picks_the_fixed_rate_variant(train_set):
+    """--no-adaptive builds the model's fixed-rate variant (40 symbols for fmnist-cnn) unless told otherwise."""
+    from sdr_tosc.semantic.distill import build_student
+
+    adaptive = build_student(TrainConfig(), train_set)
+    assert adaptive.adaptive and adaptive.k_max == 64
+    fixed = build_student(TrainConfig(adaptive=False, fixed_snr_db=10.0), train_set)
+    assert not fixed.adaptive and {fixed.num_symbols_for(s) for s in (-5.0, 10.0, 25.0)} == {40}
+    assert fixed.num_symbols_for(10.0) == adaptive.num_symbols_for(10.0), "same rate at the fixed model's SNR"
+    assert build_student(TrainConfig(adaptive=False, num_symbols=24), train_set).k_max == 24
+    assert build_student(TrainConfig(num_symbols=8), train_set).config.min_symbols == 8
+    with pytest.raises(ValueError, match="num_symbols"):
+        TrainConfig(num_symbols=-1)
