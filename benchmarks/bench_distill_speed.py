@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", type=Path, default=None, help=f"default-teacher cache (default {DEFAULT_CACHE} if built)")
     p.add_argument("--teacher", default=None, help="default teacher spec (default: the fine-tuned zoo teacher)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per step (default: TrainConfig.batch_size, what sdr-tosc train uses: 256)")
     p.add_argument("--batches", type=int, default=20, help="timed batches per path for the default teacher")
     p.add_argument("--vit-batches", type=int, default=2, help="timed online batches with ViT-base (~40 s each here)")
     p.add_argument("--vit-cache-samples", type=int, default=64, help="samples in the ViT-base cache built here")
@@ -229,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epoch-samples", type=int, default=60000)
     p.add_argument("--json", type=Path, default=None, help="also write the JSON here")
     a = p.parse_args(argv)
+    if a.batch_size is None:
+        from sdr_tosc.semantic.distill import TrainConfig  # noqa: PLC0415
+
+        a.batch_size = TrainConfig().batch_size
     EPOCH_SAMPLES = a.epoch_samples
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     t_start = time.perf_counter()
