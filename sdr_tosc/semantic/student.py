@@ -8,7 +8,7 @@ Two paths through one model (CompressAI style):
 * the radio link: :meth:`SemanticStudent.encode` ``(images, snr_db) -> complex64 [B, k]`` and
   :meth:`SemanticStudent.decode` ``(symbols [B, k], snr_db) -> float32 logits [B, C]`` (numpy in and out).
 
-Architecture (default ``fmnist-cnn``, 167k parameters = 1/20.2 of the fine-tuned EfficientNet-Lite0 teacher,
+Architecture (default ``fmnist-cnn``, 167k parameters = 1/20.3 of the fine-tuned EfficientNet-Lite0 teacher,
 ~6.6M multiply-adds per image)::
 
     uint8 [B,H,W,C] -> /255, -0.5 -> conv5x5/2(32) BN ReLU -> conv3x3(64) BN ReLU -> conv3x3/2(96) BN ReLU
