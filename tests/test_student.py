@@ -199,3 +199,41 @@ def test_float_images_are_accepted_and_not_modified(images):
     before = f.clone()
     np.testing.assert_allclose(m.encode(f, 10.0), m.encode(images, 10.0), atol=1e-5)
     assert torch.equal(f, before)
+
+
+@pytest.mark.parametrize("stem_width", [0, 8])
+def test_both_stems_fast_path_matches_forward(images, stem_width):
+    """The 5x5/2 stem (stem_width 0, the first shipped students) and the full-resolution 3x3 stem."""
+    torch.manual_seed(1)
+    m = create_model("fmnist-cnn", stem_width=stem_width)
+    assert hasattr(m, "conv0") == bool(stem_width)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    m.eval()
+    with torch.no_grad():
+        out = m(images, 12.0, channel="none")
+    k = int(out["num_symbols"][0])
+    np.testing.assert_allclose(m.encode(images, 12.0), out["symbols"][:, :k].numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="stem_width"):
+        create_model("fmnist-cnn", stem_width=-1)
+
+
+def test_checkpoint_without_stem_field_loads_as_the_original_architecture(tmp_path, images):
+    """Checkpoints written before ``stem_width`` existed carry no such key: they are the 5x5/2-stem model."""
+    import json
+    import struct
+
+    old = create_model("fmnist-cnn", stem_width=0).eval()
+    path = save_checkpoint(old, tmp_path / "old.safetensors")
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    cfg = json.loads(header["__metadata__"]["config"])
+    del cfg["stem_width"]
+    header["__metadata__"]["config"] = json.dumps(cfg)
+    new = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n:])
+    back = load_checkpoint(path)
+    assert back.config.stem_width == 0 and not hasattr(back, "conv0")
+    np.testing.assert_array_equal(back.encode(images, 5.0), old.encode(images, 5.0))

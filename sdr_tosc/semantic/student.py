@@ -8,13 +8,15 @@ Two paths through one model (CompressAI style):
 * the radio link: :meth:`SemanticStudent.encode` ``(images, snr_db) -> complex64 [B, k]`` and
   :meth:`SemanticStudent.decode` ``(symbols [B, k], snr_db) -> float32 logits [B, C]`` (numpy in and out).
 
-Architecture (default ``fmnist-cnn``, 167k parameters = 1/20.3 of the fine-tuned EfficientNet-Lite0 teacher,
-~6.6M multiply-adds per image)::
+Architecture (default ``fmnist-cnn``, 166k parameters = 1/20.4 of the fine-tuned EfficientNet-Lite0 teacher,
+~7.5M multiply-adds per image)::
 
-    uint8 [B,H,W,C] -> /255, -0.5 -> conv5x5/2(32) BN ReLU -> conv3x3(64) BN ReLU -> conv3x3/2(96) BN ReLU
+    uint8 [B,H,W,C] -> /255, -0.5 -> conv3x3(16) BN ReLU -> conv3x3/2(32) BN ReLU   (``stem_width`` = 16)
+      -> conv3x3(64) BN ReLU -> conv3x3/2(96) BN ReLU
       -> FiLM(snr) -> conv1x1(6) BN ReLU -> flatten (294) -> linear -> mu [B, 2 k_max] (real); learned logvar
       -> z = mu (+ sigma * eps while training) -> per-symbol gain(snr) -> mask first k(snr) symbols
       -> complex pairs -> power normalisation (unit average power per *sent* symbol) -> channel
+    (``stem_width`` = 0, the first shipped students: one conv5x5/2(32) instead of the two stem convolutions)
     decoder: y_eq [B, k] -> zero-pad to k_max -> MMSE shrink rho/(1+rho) -> linear(144) FiLM(snr) ReLU
       -> linear(96) ReLU -> linear(C)
 
@@ -84,6 +86,7 @@ class StudentConfig:
     image_shape: tuple[int, int, int] = (28, 28, 1)  # H, W, C of the uint8 input
     num_classes: int = 10
     widths: tuple[int, int, int] = (32, 64, 96)
+    stem_width: int = 0  # > 0: conv3x3/1(stem_width) at full resolution, then conv3x3/2(widths[0]); 0: conv5x5/2
     bottleneck_channels: int = 6
     hidden: int = 144
     hidden2: int = 96
@@ -107,6 +110,8 @@ class StudentConfig:
             raise ValueError("num_classes must be >= 2")
         if not 1 <= self.min_symbols <= self.num_symbols:
             raise ValueError(f"need 1 <= min_symbols <= num_symbols, got {self.min_symbols}, {self.num_symbols}")
+        if self.stem_width < 0:
+            raise ValueError(f"stem_width must be >= 0, got {self.stem_width}")
         if self.symbol_step < 1:
             raise ValueError("symbol_step must be >= 1")
         if self.min_rate_above_db <= self.full_rate_below_db:
@@ -115,8 +120,8 @@ class StudentConfig:
 
 #: Named configurations for :func:`create_model`.
 MODELS: dict[str, StudentConfig] = {
-    "fmnist-cnn": StudentConfig(),
-    "fmnist-cnn-fixed": StudentConfig(adaptive=False, num_symbols=40),
+    "fmnist-cnn": StudentConfig(stem_width=16, snr_embed_dim=24),
+    "fmnist-cnn-fixed": StudentConfig(stem_width=16, snr_embed_dim=24, adaptive=False, num_symbols=40),
     "cifar-cnn": StudentConfig(image_shape=(32, 32, 3), widths=(32, 64, 96), bottleneck_channels=16),
 }
 
@@ -167,11 +172,16 @@ class SemanticStudent(nn.Module):
         w1, w2, w3 = cfg.widths
         self.k_max = cfg.num_symbols
         d = 2 * self.k_max
-        self.conv1 = _conv_bn(c, w1, 5, 2)
+        if cfg.stem_width:
+            self.conv0 = _conv_bn(c, cfg.stem_width, 3, 1)
+            self.conv1 = _conv_bn(cfg.stem_width, w1, 3, 2)
+            hh, ww = _conv_out(_conv_out(h, 2), 2), _conv_out(_conv_out(w, 2), 2)
+        else:
+            self.conv1 = _conv_bn(c, w1, 5, 2)
+            hh, ww = _conv_out(_conv_out(h, 2, 5), 2), _conv_out(_conv_out(w, 2, 5), 2)
         self.conv2 = _conv_bn(w1, w2, 3, 1)
         self.conv3 = _conv_bn(w2, w3, 3, 2)
         self.conv4 = _conv_bn(w3, cfg.bottleneck_channels, 1, 1)
-        hh, ww = _conv_out(_conv_out(h, 2, 5), 2), _conv_out(_conv_out(w, 2, 5), 2)
         self.enc_fc = nn.Linear(cfg.bottleneck_channels * hh * ww, d)  # mu
         # q(z|x) = N(mu(x), diag(exp(logvar))): a learned per-dimension log-variance (the rate term's sigma)
         self.logvar = nn.Parameter(torch.full((d,), -4.0))
@@ -260,7 +270,7 @@ class SemanticStudent(nn.Module):
         if eng is None:
             with torch.no_grad():
                 convs = []
-                for seq in (self.conv1, self.conv2, self.conv3):
+                for seq in self._feature_convs():
                     w, b = _fuse_conv_bn(seq)
                     c = seq[0]
                     convs.append((w.contiguous(memory_format=torch.channels_last), b, c.stride, c.padding))
@@ -270,6 +280,11 @@ class SemanticStudent(nn.Module):
             self._cond_cache[("engine", 0.0)] = eng
             self._cond_cache.move_to_end(("engine", 0.0), last=False)
         return eng
+
+    def _feature_convs(self) -> tuple[nn.Sequential, ...]:
+        """The convolutions before the SNR FiLM, in order (``conv0`` only with a full-resolution stem)."""
+        head = (self.conv0,) if self.config.stem_width else ()
+        return (*head, self.conv1, self.conv2, self.conv3)
 
     def _enc_cond(self, snr_db: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         w3 = self.config.widths[2]
@@ -325,7 +340,9 @@ class SemanticStudent(nn.Module):
     # ------------------------------------------------------------------ the two halves
     def encoder_features(self, x: torch.Tensor, cond: tuple[torch.Tensor, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Prepared images -> ``(mu, logvar)`` real ``[B, 2 k_max]`` (before gain / mask / normalisation)."""
-        f = self.conv3(self.conv2(self.conv1(x)))
+        f = x
+        for seq in self._feature_convs():
+            f = seq(f)
         if cond is not None:
             f = f * cond[0] + cond[1]
         f = self.conv4(f).flatten(1)
