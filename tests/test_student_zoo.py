@@ -50,14 +50,14 @@ def test_shipped_student_is_small_and_carries_its_recipe(student):
 
 def test_shipped_student_accuracy_targets(curves):
     s = curves["student"]
-    assert s[25.0] >= 0.905, s
-    assert s[0.0] >= 0.895, s
-    assert s[-5.0] >= 0.80, s
+    assert s[25.0] >= 0.915, s  # 93.3 % on the full test set (target 93)
+    assert s[0.0] >= 0.90, s
+    assert s[-5.0] >= 0.85, s
 
 
 def test_adaptive_vs_fixed_snr_baseline(curves):
-    """What the shipped pair achieves: a clear lead at -5 dB (5.8 points on the full test set), within 1.5 points
-    elsewhere (the fixed-SNR student leads by 0.3-0.45 points at 20-25 dB on the full test set)."""
+    """What the shipped pair achieves: a clear lead at -5 dB (4.5-5.6 points on the full test set, depending on the
+    noise draw), within 1.5 points elsewhere (the fixed-SNR student leads by 0.26-0.6 points at 10-25 dB)."""
     if "fixed_snr" not in curves:
         pytest.skip("fixed-SNR baseline not shipped")
     s, f = curves["student"], curves["fixed_snr"]
@@ -65,9 +65,9 @@ def test_adaptive_vs_fixed_snr_baseline(curves):
     assert s[-5.0] - f[-5.0] >= 0.03, (s, f)
 
 
-@pytest.mark.xfail(reason="issue target only partly met by the shipped students: the adaptive student leads the "
-                          "fixed-SNR one by 5.8 points at -5 dB on the full test set (target 5; ~4.6 on this "
-                          "1000-image subset) but trails it by 0.3-0.45 points at 20-25 dB (tie allowance 0.3)",
+@pytest.mark.xfail(reason="issue target only partly met by the shipped students: on the full test set the adaptive "
+                          "student leads the fixed-SNR one by 4.5 points at -5 dB (5.6 with other noise seeds; "
+                          "target 5) and trails it by 0.26-0.6 points at 10-25 dB (tie allowance 0.3)",
                    strict=False)
 def test_issue_target_adaptive_vs_fixed(curves):
     if "fixed_snr" not in curves:
