@@ -16,10 +16,10 @@ from sdr_tosc.semantic.student import (
 )
 
 
-def _randomised(adaptive: bool = True, seed: int = 0) -> SemanticStudent:
+def _randomised(adaptive: bool = True, seed: int = 0, **overrides) -> SemanticStudent:
     """A student with non-trivial weights everywhere (FiLM, BN statistics), in eval mode."""
     torch.manual_seed(seed)
-    m = create_model("fmnist-cnn" if adaptive else "fmnist-cnn-fixed")
+    m = create_model("fmnist-cnn" if adaptive else "fmnist-cnn-fixed", **overrides)
     with torch.no_grad():
         for p in m.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -28,6 +28,19 @@ def _randomised(adaptive: bool = True, seed: int = 0) -> SemanticStudent:
                 mod.running_mean.uniform_(-0.2, 0.2)
                 mod.running_var.uniform_(0.5, 2.0)
     return m.eval()
+
+
+def _edit_checkpoint_config(path, edit) -> None:
+    """Rewrite the StudentConfig JSON in a checkpoint's safetensors header in place (``edit(dict) -> dict``)."""
+    import json
+    import struct
+
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"]["config"] = json.dumps(edit(json.loads(header["__metadata__"]["config"])))
+    new = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n:])
 
 
 @pytest.fixture(scope="module")
@@ -179,16 +192,7 @@ def test_checkpoint_errors(tmp_path):
     small = create_model("fmnist-cnn", widths=(8, 16, 16))
     mixed = tmp_path / "mixed.safetensors"
     save_checkpoint(small, mixed)
-    text = mixed.read_bytes()
-    import json
-    import struct
-
-    n = struct.unpack("<Q", text[:8])[0]
-    header = json.loads(text[8:8 + n])
-    header["__metadata__"]["config"] = json.dumps({**json.loads(header["__metadata__"]["config"]),
-                                                   "widths": [32, 64, 64]})
-    new = json.dumps(header).encode()
-    mixed.write_bytes(struct.pack("<Q", len(new)) + new + text[8 + n:])
+    _edit_checkpoint_config(mixed, lambda cfg: {**cfg, "widths": [32, 64, 64]})
     with pytest.raises(ValueError, match="do not match the student architecture"):
         load_checkpoint(mixed)
 
@@ -204,13 +208,8 @@ def test_float_images_are_accepted_and_not_modified(images):
 @pytest.mark.parametrize("stem_width", [0, 8])
 def test_both_stems_fast_path_matches_forward(images, stem_width):
     """The 5x5/2 stem (stem_width 0, the first shipped students) and the full-resolution 3x3 stem."""
-    torch.manual_seed(1)
-    m = create_model("fmnist-cnn", stem_width=stem_width)
+    m = _randomised(seed=1, stem_width=stem_width)
     assert hasattr(m, "conv0") == bool(stem_width)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    m.eval()
     with torch.no_grad():
         out = m(images, 12.0, channel="none")
     k = int(out["num_symbols"][0])
@@ -221,19 +220,9 @@ def test_both_stems_fast_path_matches_forward(images, stem_width):
 
 def test_checkpoint_without_stem_field_loads_as_the_original_architecture(tmp_path, images):
     """Checkpoints written before ``stem_width`` existed carry no such key: they are the 5x5/2-stem model."""
-    import json
-    import struct
-
     old = create_model("fmnist-cnn", stem_width=0).eval()
     path = save_checkpoint(old, tmp_path / "old.safetensors")
-    raw = path.read_bytes()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    cfg = json.loads(header["__metadata__"]["config"])
-    del cfg["stem_width"]
-    header["__metadata__"]["config"] = json.dumps(cfg)
-    new = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(new)) + new + raw[8 + n:])
+    _edit_checkpoint_config(path, lambda cfg: {k: v for k, v in cfg.items() if k != "stem_width"})
     back = load_checkpoint(path)
     assert back.config.stem_width == 0 and not hasattr(back, "conv0")
     np.testing.assert_array_equal(back.encode(images, 5.0), old.encode(images, 5.0))

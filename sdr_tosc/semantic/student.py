@@ -175,10 +175,10 @@ class SemanticStudent(nn.Module):
         if cfg.stem_width:
             self.conv0 = _conv_bn(c, cfg.stem_width, 3, 1)
             self.conv1 = _conv_bn(cfg.stem_width, w1, 3, 2)
-            hh, ww = _conv_out(_conv_out(h, 2), 2), _conv_out(_conv_out(w, 2), 2)
         else:
             self.conv1 = _conv_bn(c, w1, 5, 2)
-            hh, ww = _conv_out(_conv_out(h, 2, 5), 2), _conv_out(_conv_out(w, 2, 5), 2)
+        k1 = self.conv1[0].kernel_size[0]
+        hh, ww = _conv_out(_conv_out(h, 2, k1), 2), _conv_out(_conv_out(w, 2, k1), 2)
         self.conv2 = _conv_bn(w1, w2, 3, 1)
         self.conv3 = _conv_bn(w2, w3, 3, 2)
         self.conv4 = _conv_bn(w3, cfg.bottleneck_channels, 1, 1)
