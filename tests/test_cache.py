@@ -344,6 +344,12 @@ def test_cli_builds_verifies_and_reports_errors(vit_dir, tmp_path, capsys):
                  "--out", str(tmp_path / "y")]) == 1
     assert "cannot load teacher" in capsys.readouterr().err
     assert main(["cache", "--shard", "3/2", "--out", str(tmp_path / "z")]) == 1
+    for bad, msg in ((["--finetune-from", str(tmp_path / "t.safetensors")], "needs --finetune-teacher"),
+                     (["--finetune-teacher", "1", "--finetune-from", str(tmp_path / "t.safetensors")], "not found"),
+                     (["--finetune-teacher", "1", "--label-smoothing", "1"], "--label-smoothing"),
+                     (["--finetune-teacher", "1", "--finetune-lr", "0"], "--finetune-lr")):
+        assert main(["cache", *bad, "--out", str(tmp_path / "z")]) == 1
+        assert msg in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
     # a corrupt file: --verify fails naming it
     f = _a_shard(out)

@@ -10,6 +10,7 @@ from sdr_tosc.semantic.datasets import load_dataset
 from sdr_tosc.semantic.teachers import (
     EfficientNetLiteTeacher,
     _lite0_imagenet_state,
+    finetune_teacher,
     load_teacher,
     load_teacher_file,
     save_teacher,
@@ -69,6 +70,33 @@ def test_teacher_file_fp16_round_trip(lite0, few, tmp_path):
         load_teacher_file(bad)
     with pytest.raises(FileNotFoundError):
         load_teacher_file(tmp_path / "missing.safetensors")
+
+
+def test_two_stage_finetune_chains_history_and_resumes(few, tmp_path):
+    """Stage 1 from ImageNet, stage 2 from the stage-1 file without label smoothing (what the shipped teacher
+    went through): the stage-2 file lists all epochs, names its parent by sha256, and a re-run resumes (no-op)."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from sdr_tosc.fileio import sha256_file
+
+    s1, s2 = tmp_path / "s1.safetensors", tmp_path / "s2.safetensors"
+    h1 = finetune_teacher(few, None, s1, epochs=1, batch_size=3, input_size=32, progress=False)
+    assert h1["config"]["init"] is None and h1["config"]["label_smoothing"] == 0.1
+    h2 = finetune_teacher(few, None, s2, epochs=2, batch_size=3, lr=3e-4, input_size=32, progress=False,
+                          init=s1, label_smoothing=0.0)
+    assert [e["epoch"] for e in h2["epochs"]] == [2, 3]
+    assert all(e["label_smoothing"] == 0.0 and e["lr"] == 3e-4 for e in h2["epochs"])
+    assert h2["config"]["init"] == {"file": "s1.safetensors", "sha256": sha256_file(s1), "epochs": 1}
+    t2 = load_teacher_file(s2)
+    assert [e["epoch"] for e in t2.history] == [1, 2, 3] and t2.input_size == 32
+    before = sha256_file(s2)
+    again = finetune_teacher(few, None, s2, epochs=2, batch_size=3, lr=3e-4, input_size=32, progress=False,
+                             init=s1, label_smoothing=0.0)
+    assert again["epochs"] == h2["epochs"] and sha256_file(s2) == before  # finished: resumed, nothing re-trained
+    with pytest.raises(ValueError, match="32 px"):
+        finetune_teacher(few, None, tmp_path / "s3.safetensors", epochs=1, input_size=64, progress=False, init=s1)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        finetune_teacher(few, None, tmp_path / "s4.safetensors", epochs=1, progress=False, label_smoothing=1.0)
+    assert not (tmp_path / "s3.safetensors").exists() and not (tmp_path / "s4.safetensors").exists()
 
 
 def test_hf_teacher_errors_and_head_mismatch(tmp_path):

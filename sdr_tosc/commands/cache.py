@@ -16,6 +16,7 @@ EXAMPLES = """
   sdr-tosc cache --out artifacts/cache/fmnist                       # default teacher, Fashion-MNIST train
   sdr-tosc cache --replays 4 --out sdr_tosc/zoo/cache/fashion-mnist-effnetlite0
   sdr-tosc cache --finetune-teacher 4 --replays 4 --out artifacts/cache/fmnist   # fine-tune, then cache
+  sdr-tosc cache --finetune-teacher 3 --finetune-from T1.safetensors --finetune-lr 3e-4 --label-smoothing 0 ...
   sdr-tosc cache --teacher google/vit-base-patch16-224 --topk 20 --out artifacts/cache/vit
   sdr-tosc cache --teacher ./my-clip-vision --feature-dim 64 --out artifacts/cache/clip   # features only
   sdr-tosc cache --shard 0/4 --out /shared/cache ...   # one of 4 machines; 'auto' reads RANK/WORLD_SIZE
@@ -52,6 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, default=64, help="input size of an efficientnet-lite0 teacher (default 64)")
     p.add_argument("--finetune-teacher", type=int, default=0, metavar="EPOCHS",
                    help="first fine-tune the default teacher for EPOCHS epochs (resumes) and cache with it")
+    p.add_argument("--finetune-from", type=Path, default=None, metavar="TEACHER",
+                   help="with --finetune-teacher: start from this fine-tuned teacher file instead of the ImageNet "
+                        "weights (a second stage with a fresh schedule)")
+    p.add_argument("--finetune-lr", type=float, default=1e-3, help="peak learning rate of --finetune-teacher (default 1e-3)")
+    p.add_argument("--label-smoothing", type=float, default=0.1,
+                   help="label smoothing of --finetune-teacher (default 0.1; 0 keeps the teacher's soft labels sharp)")
     p.add_argument("--teacher-out", type=Path, default=None,
                    help="where --finetune-teacher writes the teacher (default artifacts/teacher/efficientnet-lite0-<dataset>.safetensors)")
     p.add_argument("--export-teacher", type=Path, default=None, metavar="PATH",
@@ -110,7 +117,7 @@ def export_teacher(src: str | Path, dst: str | Path, dataset: str = "fashion-mni
         "input_size": t16.input_size, "num_classes": t16.num_classes, "parameters": t16.describe()["parameters"],
         "test_acc": acc, "test_acc_per_epoch_fp32": [e.get("test_acc") for e in history],
         "history": history, "bytes": dst.stat().st_size, "sha256": sha256_file(dst), "source_sha256": src_sha,
-        "made_by": "scripts/build_default_cache.sh (sdr-tosc cache --finetune-teacher 4 --export-teacher ...)",
+        "made_by": "scripts/build_default_cache.sh",
     })
     log.warning("exported %s (fp16, test accuracy %.4f)", dst, acc)
     return dst
@@ -155,6 +162,15 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
     if args.topk < 0 or args.feature_dim < 0 or args.limit < 0 or args.finetune_teacher < 0:
         raise ValueError("--topk, --feature-dim, --limit and --finetune-teacher must be >= 0")
+    if not args.finetune_lr > 0:
+        raise ValueError(f"--finetune-lr must be > 0, got {args.finetune_lr}")
+    if not 0 <= args.label_smoothing < 1:
+        raise ValueError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
+    if args.finetune_from is not None:
+        if not args.finetune_teacher:
+            raise ValueError("--finetune-from needs --finetune-teacher EPOCHS")
+        if not args.finetune_from.is_file():
+            raise FileNotFoundError(f"--finetune-from: teacher file not found: {args.finetune_from}")
     # load and check everything before anything is written
     data = load_dataset(args.dataset, args.split)
     if args.limit:
@@ -174,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             log.warning("fine-tuning the default teacher for %d epochs into %s (resumes)", args.finetune_teacher, out_t)
             finetune_teacher(train, test, out_t, epochs=args.finetune_teacher, input_size=args.input_size,
-                             progress=progress)
+                             progress=progress, lr=args.finetune_lr, label_smoothing=args.label_smoothing,
+                             init=args.finetune_from)
         spec = str(out_t)
     if spec is None:
         found = default_teacher_file(args.dataset)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, sha256_file
 from .datasets import ImageSet
 
 log = logging.getLogger(__name__)
@@ -334,12 +334,20 @@ def finetune_teacher(
     input_size: int = 64,
     seed: int = 0,
     progress: bool = True,
+    init: str | os.PathLike[str] | None = None,
+    label_smoothing: float = 0.1,
 ) -> dict[str, Any]:
-    """Fine-tune the whole default teacher on ``train`` (AdamW, cosine schedule, shifts + flips).
+    """Fine-tune the whole default teacher on ``train`` (AdamW, warm-up + cosine schedule, shifts + flips).
 
-    Writes ``out_path`` (the teacher) after every epoch together with ``out_path + '.state.safetensors'``
-    (optimizer state) so an interrupted run resumes at the last finished epoch. Returns a history dict.
+    The network starts from the ImageNet weights, or from the teacher file ``init`` (a second stage: a warm
+    restart of the schedule, typically at a lower ``lr`` and with ``label_smoothing=0`` so the soft labels the
+    cache stores are not flattened). Writes ``out_path`` (the teacher) after every epoch together with
+    ``out_path + '.state.safetensors'`` (optimizer state) and ``.history.json`` so an interrupted run resumes at
+    the last finished epoch. The teacher file's history lists the epochs of ``init`` first, then this stage's.
+    Returns this stage's history dict.
     """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     from safetensors.torch import load_file, save_file  # noqa: PLC0415
     from tqdm.auto import tqdm  # noqa: PLC0415
 
@@ -347,7 +355,17 @@ def finetune_teacher(
     state_path = out_path.with_name(out_path.name + ".state.safetensors")
     hist_path = out_path.with_name(out_path.name + ".history.json")
     torch.manual_seed(seed)
-    teacher = EfficientNetLiteTeacher(train.num_classes, input_size=input_size)
+    teacher = EfficientNetLiteTeacher(train.num_classes, input_size=input_size, pretrained=init is None)
+    parent_history: list[dict[str, Any]] = []
+    init_info = None
+    if init is not None:
+        parent = load_teacher_file(init)
+        if parent.num_classes != train.num_classes or parent.input_size != input_size:
+            raise ValueError(f"{init}: a {parent.num_classes}-class teacher at {parent.input_size} px cannot start "
+                             f"fine-tuning for {train.num_classes} classes at {input_size} px")
+        teacher.load_state_dict(parent.state_dict())
+        parent_history = list(parent.history)
+        init_info = {"file": Path(init).name, "sha256": sha256_file(init), "epochs": len(parent_history)}
     opt = torch.optim.AdamW(teacher.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total = epochs * steps_per_epoch
@@ -360,7 +378,8 @@ def finetune_teacher(
 
     history: dict[str, Any] = {"epochs": [], "config": {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                                                       "weight_decay": weight_decay, "input_size": input_size,
-                                                      "seed": seed, "dataset": train.name}}
+                                                      "seed": seed, "dataset": train.name,
+                                                      "label_smoothing": label_smoothing, "init": init_info}}
     start_epoch = 0
     if out_path.exists() and state_path.exists() and hist_path.exists():
         resumed = load_teacher_file(out_path)
@@ -386,21 +405,22 @@ def finetune_teacher(
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + i)
             logits, _ = teacher(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=0.1)
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             seen += len(idx)
             correct += int((logits.argmax(1) == y).sum())
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         train_time = time.perf_counter() - t0
         test_acc = evaluate_teacher(teacher, test) if test is not None else None
-        history["epochs"].append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                                  "test_acc": test_acc, "seconds": train_time})
+        history["epochs"].append({"epoch": len(parent_history) + epoch + 1, "train_loss": loss_sum / seen,
+                                  "train_acc": correct / seen, "test_acc": test_acc, "seconds": train_time,
+                                  "lr": lr, "label_smoothing": label_smoothing})
         log.warning("teacher epoch %d: train acc %.4f, test acc %s, %.0f s", epoch + 1, correct / seen, test_acc, train_time)
-        save_teacher(teacher, out_path, extra={"history": history["epochs"]})
+        save_teacher(teacher, out_path, extra={"history": parent_history + history["epochs"]})
         with atomic_path(state_path) as tmp:
             save_file(_flatten_opt(opt), str(tmp))
         with atomic_path(hist_path) as tmp:
@@ -441,6 +461,9 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--input-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=0, help="use only the first N training images (quick runs)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, default=None, metavar="TEACHER",
+                   help="start from this fine-tuned teacher file instead of the ImageNet weights (a second stage)")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     train = load_dataset(a.dataset, "train")
@@ -448,7 +471,7 @@ def _main(argv: list[str] | None = None) -> int:
         train = train.subset(np.arange(a.limit))
     test = load_dataset(a.dataset, "test")
     hist = finetune_teacher(train, test, a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                            input_size=a.input_size, seed=a.seed)
+                            input_size=a.input_size, seed=a.seed, init=a.init, label_smoothing=a.label_smoothing)
     print(json.dumps(hist, indent=2))
     return 0
 
