@@ -416,10 +416,11 @@ def finetune_teacher(
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         train_time = time.perf_counter() - t0
         test_acc = evaluate_teacher(teacher, test) if test is not None else None
-        history["epochs"].append({"epoch": len(parent_history) + epoch + 1, "train_loss": loss_sum / seen,
+        number = len(parent_history) + epoch + 1  # counted over all stages, in the history and the log alike
+        history["epochs"].append({"epoch": number, "train_loss": loss_sum / seen,
                                   "train_acc": correct / seen, "test_acc": test_acc, "seconds": train_time,
                                   "lr": lr, "label_smoothing": label_smoothing})
-        log.warning("teacher epoch %d: train acc %.4f, test acc %s, %.0f s", epoch + 1, correct / seen, test_acc, train_time)
+        log.warning("teacher epoch %d: train acc %.4f, test acc %s, %.0f s", number, correct / seen, test_acc, train_time)
         save_teacher(teacher, out_path, extra={"history": parent_history + history["epochs"]})
         with atomic_path(state_path) as tmp:
             save_file(_flatten_opt(opt), str(tmp))
