@@ -37,12 +37,12 @@ import numpy as np  # noqa: E402
 from scipy.special import erfc  # noqa: E402
 
 from sdr_tosc.modem import DigitalConfig, DigitalMode, FrameHeader, Modem, ModemConfig  # noqa: E402
-from sdr_tosc.modem.impair import (  # noqa: E402
+from sdr_tosc.channel.impairments import (  # noqa: E402
     apply_cfo,
     awgn,
     fractional_delay,
     multipath,
-    noise,
+    complex_noise,
     phase_noise,
     place_bursts,
     random_multipath_taps,
@@ -249,12 +249,12 @@ def bench_ber(modem, rng, n_bits):
 def bench_false_alarm(modem, rng, n_buffers):
     ok = found = 0
     for _ in range(n_buffers):
-        fr = modem.demodulate(noise(4096, 1.0, rng))
+        fr = modem.demodulate(complex_noise(4096, 1.0, rng))
         found += len(fr)
         ok += len(_ok(fr))
-    long = noise(10_000_000, 1.0, rng)
+    long = complex_noise(10_000_000, 1.0, rng)
     fr = modem.demodulate(long)
-    dc = (noise(1_000_000, 1.0, rng) + 2.0).astype(np.complex64)
+    dc = (complex_noise(1_000_000, 1.0, rng) + 2.0).astype(np.complex64)
     fr_dc = modem.demodulate(dc)
     return {
         "noise_buffers": n_buffers,
@@ -292,7 +292,7 @@ def bench_speed(modem, rng):
         reps = 200 if n < 16384 else 20
         t = _best_time(lambda p=p, h=h, reps=reps: [modem.modulate(p, h) for _ in range(reps)], 5)
         rate("modulate_samples_per_s", f"payload_{n}", reps * modem.burst_length(n), t)
-    x = noise(10_000_000, 1.0, rng)
+    x = complex_noise(10_000_000, 1.0, rng)
     rate("demodulate_samples_per_s", "noise_only_10M", x.size, _best_time(lambda: modem.demodulate(x), 3))
     burst = modem.modulate(_payload(rng, 1024), FrameHeader(seq=1))
     for duty, name in ((0.1, "frames_10pct_duty"), (0.9, "frames_back_to_back")):

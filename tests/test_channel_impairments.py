@@ -19,11 +19,37 @@ def tone(n: int, f_hz: float = 10e3, amp: float = 0.5, fs: float = FS) -> np.nda
 def test_awgn_follows_the_one_snr_definition():
     rng = np.random.default_rng(0)
     x = tone(200_000, amp=0.3)
-    y, nv = imp.awgn(x, 7.0, rng)
+    y = imp.awgn(x, 7.0, rng)
+    nv = imp.noise_variance_for_snr(imp.signal_power(x), 7.0)
     assert y.dtype == np.complex64
     assert nv == pytest.approx(0.09 / 10**0.7, rel=1e-4)
     measured = np.mean(np.abs(y - x) ** 2)
     assert measured == pytest.approx(nv, rel=0.02)
+    # a buffer with zero gaps: the burst's power is the reference, noise lands on every sample
+    buf = imp.place_bursts([x[:1000]], 5000, [2000])
+    assert imp.burst_power(buf) == pytest.approx(0.09, rel=1e-5)
+    w = imp.awgn(buf, 10.0, rng) - buf
+    assert np.mean(np.abs(w[:2000]) ** 2) == pytest.approx(0.009, rel=0.1)
+    with pytest.raises(ValueError, match="all zeros"):
+        imp.awgn(np.zeros(10, np.complex64), 10.0, rng)
+
+
+def test_buffer_helpers_keep_length_and_share_the_streaming_kernels():
+    rng = np.random.default_rng(3)
+    x = tone(4000, f_hz=50e3)
+    y = imp.fractional_delay(x, 3.3, n_taps=33)
+    assert y.size == x.size
+    np.testing.assert_allclose(y, imp.delay(x, 3.3)[: x.size], atol=1e-6)
+    s = imp.sample_clock_offset(x, 50.0)
+    assert s.size == x.size
+    np.testing.assert_allclose(s[100:3000], imp.resample_sco(x, 50.0, n_taps=17)[100:3000], atol=1e-6)
+    np.testing.assert_allclose(s[100:3000], imp.resample_sco(x, 50.0)[100:3000], atol=5e-3)  # Lagrange
+    h = imp.random_multipath_taps(rng, 6)
+    assert h.size == 7 and np.sum(np.abs(h) ** 2) == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_allclose(imp.multipath(x, h), np.convolve(x, h)[: x.size], atol=1e-5)
+    g = imp.flat_fading(200_000, "rician", rng, rician_k_db=0.0)
+    assert np.mean(np.abs(g) ** 2) == pytest.approx(1.0, rel=0.02)
+    assert np.mean(g).real == pytest.approx(np.sqrt(0.5), abs=0.01)
 
 
 def test_phase_rotator_is_continuous_across_blocks():

@@ -9,17 +9,17 @@ import pytest
 
 from sdr_tosc.config import ConfigError, load_config, save_config
 from sdr_tosc.modem import FrameHeader, Modem, ModemConfig, RxFrame
-from sdr_tosc.modem.impair import (
+from sdr_tosc.channel.impairments import (
     apply_cfo,
     awgn,
     fractional_delay,
     multipath,
-    noise,
+    complex_noise,
     phase_noise,
     place_bursts,
     random_multipath_taps,
     sample_clock_offset,
-    signal_power,
+    burst_power,
 )
 
 FS = 1e6
@@ -294,11 +294,11 @@ def test_noise_never_passes_crc(modem):
     rng = np.random.default_rng(99)
     n_ok = 0
     for _ in range(2000):
-        n_ok += len(_ok(modem.demodulate(noise(2048, 1.0, rng))))
-    long = noise(2_000_000, 0.01, rng)
+        n_ok += len(_ok(modem.demodulate(complex_noise(2048, 1.0, rng))))
+    long = complex_noise(2_000_000, 0.01, rng)
     n_ok += len(_ok(modem.demodulate(long)))
-    dc = (noise(200_000, 1.0, rng) + 3.0).astype(np.complex64)
-    tone = (noise(200_000, 1.0, rng) + 2 * np.exp(2j * np.pi * 0.01 * np.arange(200_000))).astype(
+    dc = (complex_noise(200_000, 1.0, rng) + 3.0).astype(np.complex64)
+    tone = (complex_noise(200_000, 1.0, rng) + 2 * np.exp(2j * np.pi * 0.01 * np.arange(200_000))).astype(
         np.complex64
     )
     n_ok += len(_ok(modem.demodulate(dc))) + len(_ok(modem.demodulate(tone)))
@@ -324,7 +324,7 @@ def test_receiver_dc_offset_is_removed(modem, cfo_hz):
 def test_impairment_helpers_follow_snr_definition():
     rng = np.random.default_rng(0)
     x = place_bursts([0.3 * np.ones(1000, np.complex64)], 5000, [2000])
-    assert signal_power(x) == pytest.approx(0.09, rel=1e-5)
+    assert burst_power(x) == pytest.approx(0.09, rel=1e-5)
     y = awgn(x, 10.0, rng)
     assert np.mean(np.abs(y - x) ** 2) == pytest.approx(0.009, rel=0.05)
     assert np.allclose(fractional_delay(x, 3.0)[2003:3003], x[2000:3000], atol=1e-6)

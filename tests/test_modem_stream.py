@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sdr_tosc.modem import FrameHeader, Modem, ModemConfig, StreamReceiver
-from sdr_tosc.modem.impair import awgn, place_bursts
+from sdr_tosc.channel.impairments import awgn, place_bursts
 
 
 @pytest.mark.parametrize("block", [1000, 3333, 50_000])

@@ -1,10 +1,31 @@
-"""Channel impairments as pure, vectorised numpy functions (no sockets, no torch, no radio libraries).
+"""The project's one numpy channel model: pure, vectorised impairments (no sockets, torch or radio libraries).
+
+It serves the channel simulator (:mod:`sdr_tosc.channel.core`), the modem's tests and benchmarks, and the
+evaluation baselines (:mod:`sdr_tosc.semantic.evaluate`); the differentiable torch channel used for
+training lives in :mod:`sdr_tosc.semantic.channels`. ``sdr_tosc.modem`` does not import this module (the
+modem stays free of the simulator); tests and benchmarks import both.
 
 All signals are ``complex64`` 1-D arrays at one sample rate; units are in argument names. Every random
-function takes a ``numpy.random.Generator`` so results are reproducible from a seed.
+function takes a ``numpy.random.Generator`` so results are reproducible from a seed. No function modifies
+its input.
 
-SNR (DESIGN.md, one definition everywhere): average received signal power over the burst's samples
+SNR (docs/design.md, one definition everywhere): average received signal power over the burst's samples
 (after the channel, before noise) divided by the complex noise variance per sample, ``E|w|^2``.
+:func:`awgn` applies exactly that to a buffer that may hold zero gaps between bursts: the power is
+measured over the non-zero samples (:func:`burst_power`) and noise is added to *every* sample.
+
+Two families of helpers share the same kernels:
+
+* streaming, as the simulator uses them: :func:`delay` and :func:`resample_sco` grow the output,
+  :class:`PhaseRotator` keeps phase across blocks, :class:`TapDelayLine` / :func:`apply_taps`;
+* fixed-length buffer helpers for tests and benchmarks (output length = input length)::
+
+    buf = place_bursts([burst], n_total=20_000, offsets=[1234])
+    buf = fractional_delay(buf, 0.37)                 # sub-sample timing offset
+    buf = multipath(buf, random_multipath_taps(rng, delay_spread=8))
+    buf = sample_clock_offset(buf, ppm=20.0)           # independent sample clocks
+    buf = apply_cfo(buf, cfo_hz=25e3, sample_rate_hz=1e6)
+    buf = awgn(buf, snr_db=10.0, rng=rng)
 """
 
 from __future__ import annotations
@@ -40,6 +61,20 @@ def signal_power(x: np.ndarray) -> float:
     return float(np.dot(f, f)) / x.size
 
 
+def burst_power(x: np.ndarray) -> float:
+    """Mean ``|x|^2`` over the non-zero samples of ``x`` (0.0 if all are zero): a burst's power in a buffer.
+
+    "Non-zero" means above 1e-12 of the peak power (-120 dB), so floating-point dust left by filters does
+    not count as signal while zero gaps between bursts are excluded.
+    """
+    x = _as_iq(x)
+    if x.size == 0:
+        return 0.0
+    p = x.real.astype(np.float64) ** 2 + x.imag.astype(np.float64) ** 2
+    nz = p > 1e-12 * p.max()
+    return float(p[nz].mean()) if nz.any() else 0.0
+
+
 def noise_variance_for_snr(signal_power_lin: float, snr_db: float) -> float:
     """Complex noise variance ``E|w|^2`` that gives ``snr_db`` for a signal of mean power ``signal_power_lin``."""
     return float(signal_power_lin) / (10.0 ** (float(snr_db) / 10.0))
@@ -53,10 +88,30 @@ def complex_noise(n: int, noise_var: float | np.ndarray, rng: np.random.Generato
     return w
 
 
-def awgn(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """Add white Gaussian noise at ``snr_db`` (per the one SNR definition); returns ``(y, noise_var)``."""
-    nv = noise_variance_for_snr(signal_power(x), snr_db)
-    return (x + complex_noise(x.size, nv, rng)).astype(np.complex64, copy=False), nv
+def awgn(x: np.ndarray, snr_db: float, rng: np.random.Generator,
+         signal_power_w: float | None = None) -> np.ndarray:
+    """``x + w`` at ``snr_db`` by the one SNR definition, ``complex64[n]``.
+
+    Args:
+        x: complex[n] noiseless received signal (after the channel); may hold zero gaps between bursts.
+        snr_db: signal power / complex noise variance per sample, in dB.
+        rng: numpy random generator.
+        signal_power_w: the signal power to reference; default :func:`burst_power` of ``x``.
+
+    ``E|w|^2 = signal_power_w / 10**(snr_db / 10)`` (:func:`noise_variance_for_snr`).
+    """
+    x = _as_iq(x)
+    p = burst_power(x) if signal_power_w is None else float(signal_power_w)
+    if not p > 0:
+        raise ValueError("awgn: the signal is all zeros; pass signal_power_w to set the noise level")
+    return (x + complex_noise(x.size, noise_variance_for_snr(p, snr_db), rng)).astype(np.complex64, copy=False)
+
+
+def _as_iq(iq: np.ndarray) -> np.ndarray:
+    x = np.asarray(iq)
+    if x.ndim != 1:
+        raise ValueError(f"iq must be a 1-D array, got shape {x.shape}")
+    return x.astype(np.complex64, copy=False)
 
 
 class PhaseRotator:
@@ -149,10 +204,12 @@ class PhaseRotator:
         return out
 
 
-def apply_cfo(x: np.ndarray, cfo_hz: float, sample_rate_hz: float, start_sample: int = 0) -> np.ndarray:
-    """Frequency offset on ``x: complex64[n]`` whose first sample is ``start_sample`` on the timeline."""
+def apply_cfo(x: np.ndarray, cfo_hz: float, sample_rate_hz: float, start_sample: int = 0,
+              phase_rad: float = 0.0) -> np.ndarray:
+    """Frequency offset: ``x[k] exp(j (2 pi cfo_hz (start_sample + k) / sample_rate_hz + phase_rad))``."""
+    x = _as_iq(x)
     k = np.arange(x.size, dtype=np.float64) + float(start_sample)
-    return (x * np.exp(2j * np.pi * cfo_hz / sample_rate_hz * k)).astype(np.complex64)
+    return (x * np.exp(1j * (2.0 * np.pi * cfo_hz / sample_rate_hz * k + phase_rad))).astype(np.complex64)
 
 
 def wiener_phase(n: int, linewidth_hz: float, sample_rate_hz: float, rng: np.random.Generator,
@@ -165,6 +222,13 @@ def wiener_phase(n: int, linewidth_hz: float, sample_rate_hz: float, rng: np.ran
         return np.zeros(0)
     step = np.sqrt(2.0 * np.pi * linewidth_hz / sample_rate_hz)
     return phase0_rad + np.cumsum(rng.standard_normal(n) * step)
+
+
+def phase_noise(x: np.ndarray, linewidth_hz: float, sample_rate_hz: float,
+                rng: np.random.Generator) -> np.ndarray:
+    """``x exp(j phi)`` with ``phi`` a :func:`wiener_phase` trajectory (Lorentzian line of ``linewidth_hz``)."""
+    x = _as_iq(x)
+    return (x * np.exp(1j * wiener_phase(x.size, linewidth_hz, sample_rate_hz, rng))).astype(np.complex64)
 
 
 def iq_imbalance(x: np.ndarray, amplitude_db: float, phase_deg: float) -> np.ndarray:
@@ -220,17 +284,31 @@ def delay(x: np.ndarray, delay_samples: float, half_taps: int = 16) -> np.ndarra
     return y[-pad:].astype(np.complex64, copy=False)
 
 
-def resample_sco(x: np.ndarray, ppm: float) -> np.ndarray:
-    """Sample-clock offset: the receiver's clock runs ``ppm`` parts per million fast (cubic Lagrange).
+def fractional_delay(x: np.ndarray, delay_samples: float, n_taps: int = 33) -> np.ndarray:
+    """:func:`delay` cut to the input's length (zeros shift in, the tail falls off): a buffer helper.
+
+    Put bursts inside zero gaps first; the FIR has finite support (``n_taps`` taps), so gaps stay exactly
+    zero beyond ``n_taps // 2`` samples of a burst and :func:`burst_power` stays meaningful.
+    """
+    x = _as_iq(x)
+    y = delay(x, delay_samples, half_taps=n_taps // 2)[: x.size]
+    return y if y.size == x.size else np.concatenate([y, np.zeros(x.size - y.size, np.complex64)])
+
+
+def resample_sco(x: np.ndarray, ppm: float, n_taps: int = 0) -> np.ndarray:
+    """Sample-clock offset: the receiver's clock runs ``ppm`` parts per million fast.
 
     Output sample m is the input evaluated at ``t = m / (1 + ppm 1e-6)``, so a positive ppm yields more
-    samples (length ``~ n (1 + ppm 1e-6)``).
+    samples (length ``~ n (1 + ppm 1e-6)``). ``n_taps = 0``: cubic Lagrange (fast, what the simulator uses);
+    ``n_taps > 0``: a raised-cosine-windowed sinc of that many taps (reference quality, slower).
     """
     if ppm == 0.0 or x.size < 4:
         return x
     ratio = 1.0 + ppm * 1e-6
     m = int(np.floor((x.size - 1) * ratio)) + 1
     t = np.arange(m, dtype=np.float64) / ratio
+    if n_taps > 0:
+        return _sinc_interp(_as_iq(x), t, n_taps)
     i = np.floor(t).astype(np.int64)
     mu = t - i
     xp = np.concatenate([np.zeros(1, x.dtype), x, np.zeros(2, x.dtype)])  # xp[i+1] == x[i]
@@ -240,6 +318,35 @@ def resample_sco(x: np.ndarray, ppm: float) -> np.ndarray:
     c_1 = -(mu + 1) * mu * (mu - 2) / 2
     c_2 = (mu + 1) * mu * (mu - 1) / 6
     return (c_m1 * xm1 + c_0 * x0 + c_1 * x1 + c_2 * x2).astype(np.complex64)
+
+
+def _sinc_interp(x: np.ndarray, t: np.ndarray, n_taps: int) -> np.ndarray:
+    """``x`` evaluated at fractional times ``t`` with a raised-cosine-windowed sinc of ``n_taps`` taps."""
+    half = n_taps // 2
+    out = np.empty(t.size, np.complex64)
+    k = np.arange(-half, half + 1)
+    for a in range(0, t.size, BLOCK):  # blockwise: the [n, taps] index matrix stays cache-sized
+        tb = t[a : a + BLOCK]
+        idx = np.floor(tb).astype(np.int64)[:, None] + k[None, :]
+        d = tb[:, None] - idx
+        h = np.sinc(d) * (0.5 + 0.5 * np.cos(np.pi * np.clip(d / (half + 1), -1, 1)))
+        valid = (idx >= 0) & (idx < x.size)
+        vals = np.where(valid, x[np.clip(idx, 0, x.size - 1)], 0)
+        out[a : a + BLOCK] = np.sum(vals * h, axis=1)
+    return out
+
+
+def sample_clock_offset(x: np.ndarray, ppm: float, n_taps: int = 17) -> np.ndarray:
+    """:func:`resample_sco` with a windowed sinc of ``n_taps`` taps, cut/zero-padded to the input's length.
+
+    Two radios with independent crystals have both a CFO and this offset; on AD936x radios they come from
+    the same crystal, so ``ppm = cfo_hz / center_freq_hz * 1e6``.
+    """
+    x = _as_iq(x)
+    if ppm == 0.0 or x.size < 4:
+        return x.copy()
+    t = np.arange(x.size, dtype=np.float64) / (1.0 + ppm * 1e-6)
+    return _sinc_interp(x, t, n_taps)
 
 
 @dataclass(frozen=True)
@@ -348,6 +455,61 @@ def apply_taps(x: np.ndarray, tdl: TapDelayLine) -> np.ndarray:
         for d, g in zip(delays, gains, strict=True):
             caxpy(xs, y[a + d : b + d], a=g)  # in place: both operands are contiguous complex64
     return y
+
+
+def multipath(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Convolve with sample-spaced ``taps: complex[L]`` (as given, not normalised); output keeps the input length."""
+    x = _as_iq(x)
+    h = np.asarray(taps, dtype=np.complex128).ravel()
+    nz = np.flatnonzero(h)
+    if nz.size == 0:
+        return np.zeros_like(x)
+    return apply_taps(x, TapDelayLine(nz.astype(np.int64), h[nz]))[: x.size]
+
+
+def random_multipath_taps(rng: np.random.Generator, delay_spread: int = 8, n_taps: int | None = None,
+                          decay_db: float = 10.0) -> np.ndarray:
+    """Random Rayleigh taps at integer delays 0..delay_spread with an exponential power-delay profile.
+
+    Power falls by ``decay_db`` from the first to the last tap; ``n_taps`` (default: delay_spread + 1)
+    taps are spread over the delays (first and last always present); drawn with :func:`draw_taps` and
+    normalised to ``sum |h|^2 = 1``. Returns ``complex64[delay_spread + 1]``.
+    """
+    if delay_spread < 0:
+        raise ValueError(f"delay_spread must be >= 0, got {delay_spread}")
+    n = delay_spread + 1 if n_taps is None else max(1, min(n_taps, delay_spread + 1))
+    delays = np.unique(np.concatenate([[0, delay_spread], rng.choice(delay_spread + 1, size=n, replace=False)]))
+    pdp = 10.0 ** (-decay_db / 10.0 * delays / max(delay_spread, 1))
+    h = draw_taps(delays, pdp, "rayleigh", rng).impulse_response()
+    return (h / np.sqrt(np.sum(np.abs(h) ** 2))).astype(np.complex64)
+
+
+def flat_fading(n: int, fading: str, rng: np.random.Generator, rician_k_db: float = 0.0) -> np.ndarray:
+    """``complex128[n]`` independent single-tap gains with ``E|h|^2 = 1`` (one block per entry).
+
+    ``none``: all ones. ``rayleigh``: ``CN(0, 1)``. ``rician``: line of sight (phase 0) with K-factor
+    ``rician_k_db`` plus a Rayleigh part: ``sqrt(K/(K+1)) + sqrt(1/(K+1)) CN(0, 1)``.
+    """
+    if fading not in FADING_KINDS:
+        raise ValueError(f"unknown fading {fading!r}; choose one of {', '.join(FADING_KINDS)}")
+    if fading == "none":
+        return np.ones(n, np.complex128)
+    h = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2.0)
+    if fading == "rician":
+        k = 10.0 ** (rician_k_db / 10.0)
+        h = np.sqrt(k / (k + 1.0)) + np.sqrt(1.0 / (k + 1.0)) * h
+    return h
+
+
+def place_bursts(bursts: list[np.ndarray], n_total: int, offsets: list[int]) -> np.ndarray:
+    """A zero buffer of ``n_total`` samples with ``bursts[i]`` added at ``offsets[i]`` (overlaps add)."""
+    out = np.zeros(n_total, dtype=np.complex64)
+    for b, off in zip(bursts, offsets, strict=True):
+        b = _as_iq(b)
+        if off < 0 or off + b.size > n_total:
+            raise ValueError(f"burst of {b.size} samples at offset {off} does not fit in {n_total} samples")
+        out[off : off + b.size] += b
+    return out
 
 
 def _caxpy():

@@ -8,10 +8,8 @@ Public API:
 * Digital mode for the separate-coding baseline: :class:`DigitalConfig`, :class:`DigitalMode`
   (bits -> K=7 convolutional code -> QAM -> OFDM frame, and back to LLRs/bits; or self-delimiting
   CRC-32-checked bytes: ``modulate_bytes`` / ``decode_frame_bytes``).
-* Channel impairment helpers with the project's SNR definition: :mod:`sdr_tosc.modem.impair`
-  (``awgn``, ``noise``, ``signal_power``, ``apply_cfo``, ``fractional_delay``, ``sample_clock_offset``,
-  ``phase_noise``,
-  ``multipath``, ``random_multipath_taps``, ``place_bursts``).
+* Channel impairments (the project's one numpy channel model) live in :mod:`sdr_tosc.channel.impairments`;
+  the modem does not import them.
 * Plots: :func:`sdr_tosc.modem.plot.plot_rx` (imports matplotlib lazily).
 """
 

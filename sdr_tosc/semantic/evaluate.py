@@ -11,7 +11,7 @@ Curves (one accuracy per SNR, as fractions):
   quantised to ``digital_bits`` bits each (clipped to +-``digital_clip``), protected by the K=7 rate-1/2
   convolutional code, interleaved, mapped to ``digital_modulation`` (:class:`sdr_tosc.modem.DigitalMode`),
   sent through the same channel (AWGN, or one Rayleigh coefficient per image with zero-forcing and
-  per-symbol noise variance in the LLRs), soft-Viterbi decoded, de-quantised and classified by the student's
+  per-symbol noise variance in the LLRs; noise and fading from :mod:`sdr_tosc.channel.impairments`), soft-Viterbi decoded, de-quantised and classified by the student's
   decoder as an error-free input (conditioned on ``digital_source_snr_db``). One codeword per image, no
   retransmission: when the code fails the bits are wrong and so is the class, which is the cliff.
 * ``teacher_accuracy``: the teacher's noise-free test accuracy (upper bound), drawn as a horizontal line.
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..channel import impairments as imp
 from .channels import CHANNELS
 from .datasets import ImageSet
 from .student import SemanticStudent
@@ -120,14 +121,12 @@ def digital_accuracy_vs_snr(
     accs = []
     for j, s in enumerate(snrs):
         rng = np.random.default_rng([seed, 17, j])
-        no = 10.0 ** (-float(s) / 10.0)
-        noise = np.sqrt(no / 2) * (rng.standard_normal(tx.shape) + 1j * rng.standard_normal(tx.shape))
+        no = imp.noise_variance_for_snr(1.0, float(s))  # unit-power QAM symbols
+        noise = imp.complex_noise(tx.size, no, rng).reshape(tx.shape)
         if channel == "awgn":
             y, nv = tx + noise, np.full(n, no)
-        else:
-            h = (rng.standard_normal((n, 1)) + 1j * rng.standard_normal((n, 1))) / np.sqrt(2)
-            if channel == "rician":
-                h = np.sqrt(0.5) + np.sqrt(0.5) * h
+        else:  # block fading, one coefficient per image (K = 1 = 0 dB for Rician, as the torch channel)
+            h = imp.flat_fading(n, channel, rng, rician_k_db=0.0)[:, None]
             y = (h * tx + noise) / h  # zero-forcing with known CSI
             nv = no / np.abs(h[:, 0]) ** 2
         llr = np.stack([dm.llrs(y[i], nv[i], n_bits) for i in range(n)])
