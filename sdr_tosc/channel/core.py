@@ -22,6 +22,12 @@ import numpy as np
 from . import impairments as imp
 from .config import ChannelConfig
 
+#: Limits on what one TX message may ask of the timeline (see the wire format's "Limits"): a timed burst
+#: starts at most this far past the reader's position, and the summed link gain stays below this, so
+#: float32 samples times the gain stay finite for any sample the wire accepts (|x| <= 1e6).
+MAX_SCHEDULE_AHEAD_SAMPLES = 1 << 22
+MAX_LINK_GAIN_DB = 160.0
+
 #: Timeline buffer index past which a small pending region is moved back to the front (see _ensure).
 COMPACT_AT = 1 << 18
 
@@ -255,6 +261,13 @@ class ChannelCore:
         cfg = self.config
         tl = self.timeline
         n_in = iq.size
+        if timestamp is not None and not 0 <= int(timestamp) <= tl.pos + MAX_SCHEDULE_AHEAD_SAMPLES:
+            raise ValueError(f"timed burst at sample {timestamp} is more than {MAX_SCHEDULE_AHEAD_SAMPLES} "
+                             f"samples past the channel's time ({tl.pos}) (or negative)")
+        link_db = cfg.tx_gain_db + float(tx_gain_db) - self.path_loss_db()
+        if not (math.isfinite(link_db) and link_db <= MAX_LINK_GAIN_DB):
+            raise ValueError(f"link gain {link_db:g} dB (tx_gain_db {cfg.tx_gain_db:g} + {float(tx_gain_db):g} "
+                             f"- path loss {self.path_loss_db():g}) is over {MAX_LINK_GAIN_DB:g} dB")
         self.stats["chunks"] += 1
         self.stats["samples_in"] += n_in
         late = False
@@ -290,7 +303,6 @@ class ChannelCore:
         x = imp.resample_sco(iq, cfg.sco_ppm) if cfg.sco_ppm else iq
         n = x.size
         self.last_end = start + n
-        link_db = cfg.tx_gain_db + float(tx_gain_db) - self.path_loss_db()
         gain = 10.0 ** (link_db / 20.0)
 
         y = imp.apply_taps(x, self._tdl)

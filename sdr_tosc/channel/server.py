@@ -14,7 +14,17 @@ Sockets (all bound by the simulator; radios connect):
       {"cmd": "truth", "since": 0, "max": 1000}-> {"ok": true, "bursts": [...], "next": k}
       {"cmd": "shutdown"}                      -> {"ok": true}
 
-  Errors come back as ``{"ok": false, "error": "..."}``.
+  Errors come back as ``{"ok": false, "error": "..."}``. Limits: one frame of at most 64 KiB of UTF-8
+  JSON; ``set`` takes only the run-time fields, each checked like the command-line flag (finite, in range);
+  ``truth`` takes integers ``since`` in [0, 2**63) and ``max`` in [1, 100000].
+
+Bad input never stops the process: a TX message that breaks the wire format's limits (see
+:mod:`sdr_tosc.radio.zmq`), a malformed sample request or control request is dropped, counted per kind in
+``stats`` (``bad_messages`` and ``drops``) and logged once per kind; nothing of it reaches the timeline.
+
+The control socket binds to 127.0.0.1 by default; anyone who can connect to it can change settings or
+stop the channel. To bind it elsewhere, set a shared CURVE key (``SDR_TOSC_CURVE_SECRET``, see
+:mod:`sdr_tosc.channel.auth`) or keep it on a trusted network.
 
 On start the process prints one JSON line to stdout with the bound endpoints, e.g.
 ``{"ready": true, "in": "tcp://127.0.0.1:40123", "out": "...", "control": "...", "pid": 1234}``; that is
@@ -34,13 +44,17 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ..boundary import DropLog, integer
 from ..radio import zmq as wire
 from .config import RUNTIME_FIELDS, ChannelConfig
 from .core import ChannelCore
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_SAMPLES = 1 << 24
+MAX_REQUEST_SAMPLES = wire.MAX_MESSAGE_SAMPLES
+#: Largest control request (bytes); larger ones are refused by libzmq (the peer is disconnected).
+MAX_CONTROL_BYTES = 1 << 16
+MAX_TRUTH_RECORDS = 100_000
 
 
 class ChannelServer:
@@ -75,6 +89,7 @@ class ChannelServer:
         self.started = time.monotonic()
         self.sock_in = self._bind(zmq.PULL, in_endpoint, "--in", connect=in_connect)
         self.sock_in.setsockopt(zmq.RCVHWM, 16)
+        self.drops = DropLog(log, "channel input")
         self.sock_out = self._bind(zmq.ROUTER if out_pattern == "rep" else zmq.PUSH, out_endpoint, "--out",
                                    connect=out_connect)
         if out_pattern == "push":
@@ -95,6 +110,12 @@ class ChannelServer:
         ep = wire.normalize_endpoint(endpoint, for_bind=not connect, what=f"{flag} endpoint")
         s = self.ctx.socket(kind)
         s.setsockopt(self._zmq.LINGER, 0)
+        if flag == "--in":  # libzmq refuses larger messages (and drops that peer) before we allocate them
+            s.setsockopt(self._zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
+        elif flag == "--control":
+            s.setsockopt(self._zmq.MAXMSGSIZE, MAX_CONTROL_BYTES)
+        else:
+            s.setsockopt(self._zmq.MAXMSGSIZE, 1 << 12)  # sample requests are 4 or 8 bytes
         try:
             s.connect(ep) if connect else s.bind(ep)
         except self._zmq.ZMQError as exc:
@@ -163,19 +184,24 @@ class ChannelServer:
                 return
             try:
                 self._place(msg.buffer)
-            except ValueError as exc:
-                log.error("dropped a bad TX message: %s", exc)
-                self.core.stats.setdefault("bad_messages", 0)
-                self.core.stats["bad_messages"] += 1
+            except (ValueError, OverflowError, TypeError) as exc:
+                self._drop(_kind(exc), exc)
+            except MemoryError as exc:
+                self._drop("out_of_memory", exc)
             if self.out_pattern == "push":
                 self._push_pending()
 
+    def _drop(self, kind: str, exc: BaseException) -> None:
+        self.drops.drop(kind, exc)
+        self.core.stats["bad_messages"] = self.drops.total
+
     def _place(self, buf) -> None:
         if self.in_format == "raw":
-            iq = wire.decode_raw(buf, "TX message")
+            iq = wire.check_samples(wire.decode_raw(buf, "TX message"), "TX message")
             self.core.push(iq, start_of_burst=False)
             return
         hdr, iq = wire.decode_message(buf, "TX message")
+        wire.check_samples(iq, "TX message")
         fs = self.core.config.sample_rate_hz
         if hdr.sample_rate_hz and abs(hdr.sample_rate_hz - fs) > 1e-6 * fs and not self._rate_warned:
             log.warning("TX radio runs at %g Hz, channel at %g Hz: samples are used as they are",
@@ -200,7 +226,7 @@ class ChannelServer:
             try:
                 n = wire.decode_request(body.buffer)
             except ValueError as exc:
-                log.error("bad sample request: %s", exc)
+                self._drop("bad_request", exc)
                 n = 0
             n = max(0, min(n, MAX_REQUEST_SAMPLES))
             payload = self._read_message(n) if n else b""
@@ -238,15 +264,22 @@ class ChannelServer:
 
     # -- control --------------------------------------------------------------------------------------
     def _handle_control(self) -> None:
-        raw = self.sock_ctl.recv()
+        frames = self.sock_ctl.recv_multipart()  # REP: the whole request, so the reply is always allowed
         try:
-            req = json.loads(raw.decode("utf-8"))
-            if not isinstance(req, dict) or "cmd" not in req:
-                raise ValueError('a control request is a JSON object with "cmd"')
+            if len(frames) != 1:
+                raise ValueError(f"a control request is one frame, got {len(frames)}")
+            req = json.loads(frames[0].decode("utf-8"))
+            if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+                raise ValueError('a control request is a JSON object with a string "cmd"')
             reply = self._control(req)
-        except (ValueError, TypeError, UnicodeDecodeError) as exc:
-            reply = {"ok": False, "error": str(exc)}
-        self.sock_ctl.send(json.dumps(reply, default=_json_default).encode())
+        except (ValueError, TypeError, OverflowError, UnicodeDecodeError, RecursionError) as exc:
+            self.drops.drop("bad_control", exc)
+            reply = {"ok": False, "error": str(exc)[:500]}
+        try:
+            body = json.dumps(reply, default=_json_default).encode()
+        except (TypeError, ValueError) as exc:  # a value we cannot send as strict JSON: say so instead
+            body = json.dumps({"ok": False, "error": f"reply not serialisable: {exc}"}).encode()
+        self.sock_ctl.send(body)
 
     def _control(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.pop("cmd")
@@ -263,8 +296,8 @@ class ChannelServer:
         if cmd == "stats":
             return {"ok": True, "stats": self.stats()}
         if cmd == "truth":
-            since = int(req.get("since", 0))
-            limit = int(req.get("max", 10_000))
+            since = integer("truth since", req.get("since", 0))
+            limit = integer("truth max", req.get("max", 10_000), 1, MAX_TRUTH_RECORDS)
             recs = [r for r in self.core.truth if r["burst"] >= since][:limit]
             nxt = recs[-1]["burst"] + 1 if recs else max(since, self.core.burst_index - 0)
             return {"ok": True, "bursts": recs, "next": nxt}
@@ -275,6 +308,8 @@ class ChannelServer:
 
     def stats(self) -> dict[str, Any]:
         s = dict(self.core.stats)
+        s["bad_messages"] = self.drops.total
+        s["drops"] = dict(self.drops.counts)
         s.update(pending_samples=self.core.pending(), timeline_pos=self.core.timeline.pos,
                  uptime_s=time.monotonic() - self.started)
         return s
@@ -286,6 +321,19 @@ class ChannelServer:
             if s is not None:
                 s.close(0)
         self.ctx.term()
+
+
+def _kind(exc: BaseException) -> str:
+    """A short kind name for the drop counter, from the check that refused the message."""
+    text = str(exc)
+    for key, kind in (("magic", "bad_magic"), ("version", "bad_version"), ("payload has", "bad_length"),
+                      ("shorter than", "too_short"), ("over the limit", "too_many_samples"),
+                      ("flag", "bad_flags"), ("2**63", "bad_seq_or_timestamp"), ("header field", "bad_header_field"),
+                      ("NaN/inf", "bad_samples"), ("timed burst", "timestamp_too_far"), ("link gain", "gain_too_high"),
+                      ("whole number", "bad_length"), ("raw mode", "framed_in_raw_mode")):
+        if key in text:
+            return kind
+    return type(exc).__name__
 
 
 def _json_default(o: Any) -> Any:

@@ -29,6 +29,19 @@ Framed mode (default): each message is a 48-byte header followed by ``count`` co
     44     4    uint32   count: number of complex64 samples that follow
     48     8*count       payload: interleaved float32 I, Q (numpy complex64), full scale |x| <= 1
 
+Limits (checked by every receiving side; a message outside them is dropped, counted per kind and logged
+once per kind, never forwarded and never fatal; see :func:`decode_message` and :func:`check_samples`):
+
+* ``count`` <= ``MAX_MESSAGE_SAMPLES`` (2**24 samples, 128 MiB); the message length must match ``count``;
+  the channel's ``PULL`` socket also refuses (disconnects) any ZMQ message larger than that.
+* flags: only the four bits above; version 1 only; ``seq`` and ``timestamp`` < 2**63.
+* ``sample_rate_hz`` in [0, 1e10] (0 = not given), ``center_freq_hz`` in [0, 1e12], ``tx_gain_db`` in
+  ``TX_GAIN_DB_RANGE`` ([-200, 100]); all finite.
+* samples (TX into the channel): finite and ``|I|, |Q| <= MAX_SAMPLE_ABS`` (1e6; full scale is 1).
+* the channel places a timed burst at most 2**22 samples past its current time and refuses a burst whose
+  summed link gain (channel + header ``tx_gain_db`` - path loss) exceeds 160 dB (``sdr_tosc.channel.core``).
+* a sample request asks for 0..2**24 samples (larger ones are clamped).
+
 Raw mode: every message is just the complex64 payload (no header), one message per block. This is what
 GNU Radio's gr-zeromq stream blocks (``push_sink``/``pull_source``, ``req_source``/``rep_sink`` with
 ``pass_tags=False``, item size 8 = gr_complex) send and expect, so raw mode interoperates with flowgraphs.
@@ -43,6 +56,7 @@ directly to a GNU Radio block that connects).
 from __future__ import annotations
 
 import logging
+import math
 import re
 import struct
 import time
@@ -67,6 +81,16 @@ FLAG_TIMED = 4
 FLAG_DISCONT = 8
 
 SAMPLE_BYTES = 8  # complex64
+FLAGS_KNOWN = FLAG_SOB | FLAG_EOB | FLAG_TIMED | FLAG_DISCONT
+
+#: Receiving-side limits (module docstring, "Limits").
+MAX_MESSAGE_SAMPLES = 1 << 24
+MAX_MESSAGE_BYTES = 48 + 8 * MAX_MESSAGE_SAMPLES
+MAX_SAMPLE_ABS = 1e6
+TX_GAIN_DB_RANGE = (-200.0, 100.0)
+MAX_SAMPLE_RATE_HZ = 1e10
+MAX_CENTER_FREQ_HZ = 1e12
+_MAX_U63 = (1 << 63) - 1
 MODES = ("framed", "raw")
 RX_PATTERNS = ("req", "pull")
 
@@ -119,8 +143,35 @@ def decode_message(buf: bytes | memoryview, where: str = "message") -> tuple[Hea
     if mv.nbytes != HEADER_SIZE + SAMPLE_BYTES * count:
         raise ValueError(f"{where}: header says {count} samples but payload has "
                          f"{(mv.nbytes - HEADER_SIZE) / SAMPLE_BYTES:g}")
+    if count > MAX_MESSAGE_SAMPLES:
+        raise ValueError(f"{where}: {count} samples is over the limit of {MAX_MESSAGE_SAMPLES} per message")
+    if flags & ~FLAGS_KNOWN:
+        raise ValueError(f"{where}: unknown flag bits {flags & ~FLAGS_KNOWN:#x} (known: {FLAGS_KNOWN:#x})")
+    if seq > _MAX_U63 or ts > _MAX_U63:
+        raise ValueError(f"{where}: seq {seq} / timestamp {ts} is past 2**63 - 1")
+    for name, v, lo, hi in (("sample_rate_hz", fs, 0.0, MAX_SAMPLE_RATE_HZ),
+                            ("center_freq_hz", fc, 0.0, MAX_CENTER_FREQ_HZ),
+                            ("tx_gain_db", gain, *TX_GAIN_DB_RANGE)):
+        if not (math.isfinite(v) and lo <= v <= hi):
+            raise ValueError(f"{where}: header field {name}={v!r} is outside [{lo:g}, {hi:g}]")
     iq = np.frombuffer(mv, np.complex64, count=count, offset=HEADER_SIZE)
     return Header(flags, seq, ts, fs, fc, gain, count), iq
+
+
+def check_samples(iq: np.ndarray, where: str = "message", max_abs: float = MAX_SAMPLE_ABS) -> np.ndarray:
+    """``iq`` if every I and Q value is finite and within ``+-max_abs``; else ValueError (say how many).
+
+    Two vectorised reductions (min and max propagate NaN), no temporary array: cheap next to the channel.
+    """
+    if iq.size == 0:
+        return iq
+    f = iq.view(np.float32) if iq.dtype == np.complex64 else np.asarray(iq).view(np.float64)
+    lo, hi = float(f.min()), float(f.max())
+    if not (math.isfinite(lo) and math.isfinite(hi) and -max_abs <= lo and hi <= max_abs):
+        bad = int(np.count_nonzero(~np.isfinite(f)))
+        big = int(np.count_nonzero(np.abs(f[np.isfinite(f)]) > max_abs))
+        raise ValueError(f"{where}: {bad} NaN/inf and {big} out-of-range (|x| > {max_abs:g}) sample values")
+    return iq
 
 
 def decode_raw(buf: bytes | memoryview, where: str = "message") -> np.ndarray:
@@ -141,6 +192,7 @@ def encode_request(n: int) -> bytes:
 
 
 def decode_request(buf: bytes | memoryview) -> int:
+    """A sample request's count (uint32 or uint64); the server clamps it to ``MAX_MESSAGE_SAMPLES``."""
     mv = memoryview(buf)
     if mv.nbytes == 4:
         return struct.unpack("<I", mv)[0]
