@@ -26,6 +26,7 @@ import tempfile
 import time
 from typing import Any
 
+from ..lifetime import child_env
 from .config import ChannelConfig
 
 
@@ -169,7 +170,7 @@ class ChannelSimulator:
     def start(self) -> ChannelSimulator:
         if self.proc is not None:
             return self
-        env = dict(os.environ)
+        env = child_env()  # the simulator stops when this process ends, however it ends (sdr_tosc.lifetime)
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         # glibc: keep multi-megabyte sample buffers on the heap for reuse instead of fresh mmaps (page

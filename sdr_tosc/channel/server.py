@@ -45,6 +45,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from ..boundary import DropLog, integer
+from ..lifetime import die_with_parent
 from ..radio import zmq as wire
 from .config import RUNTIME_FIELDS, ChannelConfig
 from .core import ChannelCore
@@ -347,17 +348,26 @@ def _json_default(o: Any) -> Any:
 def run_server(config: ChannelConfig, in_endpoint: str, out_endpoint: str, control_endpoint: str | None,
                *, in_format: str = "framed", out_format: str = "framed", out_pattern: str = "rep",
                in_connect: bool = False, out_connect: bool = False,
-               max_seconds: float | None = None) -> dict[str, Any]:
-    """Run a channel in the foreground with SIGINT/SIGTERM handled; returns the final stats."""
-    server = ChannelServer(config, in_endpoint, out_endpoint, control_endpoint, in_format=in_format,
-                           out_format=out_format, out_pattern=out_pattern, in_connect=in_connect,
-                           out_connect=out_connect)
+               max_seconds: float | None = None, nodes: int = 0) -> dict[str, Any]:
+    """Run a channel in the foreground with SIGINT/SIGTERM handled; returns the final stats.
+
+    ``nodes > 0``: one air shared by that many radios (see :mod:`sdr_tosc.channel.nodes`)."""
+    kw = dict(in_format=in_format, out_format=out_format, out_pattern=out_pattern, in_connect=in_connect,
+              out_connect=out_connect)
+    if nodes:
+        from .nodes import NodeChannelServer
+
+        server: ChannelServer = NodeChannelServer(config, in_endpoint, out_endpoint, control_endpoint,
+                                                  nodes=nodes, **kw)
+    else:
+        server = ChannelServer(config, in_endpoint, out_endpoint, control_endpoint, **kw)
     old = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             old[sig] = signal.signal(sig, server.stop)
         except ValueError:  # not the main thread
             pass
+    die_with_parent()  # spawned by ChannelSimulator: stop when that process ends, even on SIGKILL
     try:
         return server.serve(max_seconds=max_seconds)
     finally:
