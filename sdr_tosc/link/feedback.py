@@ -1,6 +1,6 @@
 """SNR feedback from the receiver to the transmitter.
 
-The receiver estimates the SNR of every frame (DESIGN.md's definition) and reports it back, so the
+The receiver estimates the SNR of every frame (the definition in docs/design.md) and reports it back, so the
 transmitter's encoder can condition on the channel it is actually sending through (the channel-adaptive
 module chooses its re-weighting and how many symbols to send from that SNR).
 
@@ -10,6 +10,13 @@ over-the-air demo over Ethernet/Wi-Fi. Messages are small JSON objects (never pi
 
     {"v": 1, "seq": 17, "snr_db": 11.3, "cfo_hz": 2034.5, "t": 1733000000.123}
 
+Limits (a report outside them is dropped, counted per kind in ``FeedbackReceiver.drops`` and logged once
+per kind; it never changes the smoothed SNR and never stops the transmitter): one ZMQ frame of at most
+``MAX_REPORT_BYTES`` (1 KiB) of UTF-8 JSON, an object with ``v`` = 1, integer ``seq`` in [0, 2**63),
+``snr_db`` in ``SNR_DB_RANGE`` ([-50, 100]), ``cfo_hz`` finite with ``|cfo_hz| <= 1e9``, ``t`` finite
+and >= 0. The PULL socket binds 127.0.0.1 by default; anyone who can connect can feed it reports, so bind
+it elsewhere only on a trusted network or with CURVE (``SDR_TOSC_CURVE_SECRET``, :mod:`sdr_tosc.auth`).
+
 The transmitter smooths reports with an exponential moving average in dB (``alpha``) and falls back to its
 initial guess when no report has arrived for ``stale_s`` seconds (a receiver that vanished).
 """
@@ -18,15 +25,38 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 
 import zmq
 
+from ..boundary import DropLog, finite, integer, short
+
 log = logging.getLogger(__name__)
 
 FEEDBACK_VERSION = 1
+MAX_REPORT_BYTES = 1024
+SNR_DB_RANGE = (-50.0, 100.0)
+MAX_CFO_HZ = 1e9
+
+
+def _open(sock: zmq.Socket, endpoint: str, bind: bool) -> str:
+    """Check ``endpoint`` (tcp://HOST:PORT with a port in 0..65535, ipc://, inproc://), bind or connect.
+
+    Errors are one-line ValueError/OSError naming the endpoint; the socket is closed on failure.
+    """
+    from ..radio.zmq import normalize_endpoint  # noqa: PLC0415
+
+    try:
+        ep = normalize_endpoint(endpoint, for_bind=bind, what="feedback endpoint")
+        sock.bind(ep) if bind else sock.connect(ep)
+    except zmq.ZMQError as exc:
+        sock.close(0)
+        raise OSError(f"cannot {'bind' if bind else 'connect'} feedback endpoint {endpoint!r}: {exc}") from None
+    except (ValueError, TypeError):
+        sock.close(0)
+        raise
+    return ep
 
 
 @dataclass(frozen=True)
@@ -43,16 +73,24 @@ class FeedbackReport:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> FeedbackReport:
+        """Parse and check one report (module docstring, "Limits"); ValueError says what is wrong."""
+        if len(data) > MAX_REPORT_BYTES:
+            raise ValueError(f"feedback message of {len(data)} bytes is over {MAX_REPORT_BYTES}")
         try:
-            obj = json.loads(data.decode("utf-8"))
-            if obj.get("v") != FEEDBACK_VERSION:
-                raise ValueError(f"unsupported feedback version {obj.get('v')!r}")
-            rep = cls(int(obj["seq"]), float(obj["snr_db"]), float(obj.get("cfo_hz", 0.0)), float(obj["t"]))
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"malformed feedback message ({exc}): {data[:80]!r}") from None
-        if not math.isfinite(rep.snr_db):
-            raise ValueError(f"feedback SNR is not finite: {rep.snr_db}")
-        return rep
+            obj = json.loads(bytes(data).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ValueError(f"malformed feedback message ({exc}): {bytes(data[:80])!r}") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"feedback message is not a JSON object: {bytes(data[:80])!r}")
+        if obj.get("v") != FEEDBACK_VERSION or isinstance(obj.get("v"), bool):
+            raise ValueError(f"unsupported feedback version {short(obj.get('v'))}")
+        for key in ("seq", "snr_db", "t"):
+            if key not in obj:
+                raise ValueError(f"feedback message has no {key!r}")
+        return cls(integer("feedback seq", obj["seq"]),
+                   finite("feedback snr_db", obj["snr_db"], *SNR_DB_RANGE),
+                   finite("feedback cfo_hz", obj.get("cfo_hz", 0.0), -MAX_CFO_HZ, MAX_CFO_HZ),
+                   finite("feedback t", obj["t"], 0.0))
 
 
 class FeedbackSender:
@@ -64,10 +102,7 @@ class FeedbackSender:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.SNDHWM, 16)
         self._sock.setsockopt(zmq.SNDTIMEO, 0)
-        if bind:
-            self._sock.bind(endpoint)
-        else:
-            self._sock.connect(endpoint)
+        endpoint = _open(self._sock, endpoint, bind)
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT) if bind else endpoint
         self.sent = 0
         self.dropped = 0
@@ -113,12 +148,9 @@ class FeedbackReceiver:
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.PULL)
         self._sock.setsockopt(zmq.LINGER, 0)
-        if bind:
-            self._sock.bind(endpoint)
-            self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        else:
-            self._sock.connect(endpoint)
-            self.endpoint = endpoint
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPORT_BYTES)  # libzmq drops larger ones unread
+        endpoint = _open(self._sock, endpoint, bind)
+        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT) if bind else endpoint
         self.initial_snr_db = float(initial_snr_db)
         self.alpha = float(alpha)
         self.stale_s = float(stale_s)
@@ -126,7 +158,12 @@ class FeedbackReceiver:
         self._last_time = 0.0
         self.last: FeedbackReport | None = None
         self.received = 0
-        self.malformed = 0
+        self.drops = DropLog(log, "feedback report")
+
+    @property
+    def malformed(self) -> int:
+        """Reports dropped so far (all kinds; per kind in ``drops.counts``)."""
+        return self.drops.total
 
     def poll(self, timeout_ms: int = 0) -> int:
         """Drain reports (waiting up to ``timeout_ms`` for the first); returns how many arrived."""
@@ -134,12 +171,13 @@ class FeedbackReceiver:
         wait = timeout_ms
         while self._sock.poll(wait, zmq.POLLIN):
             wait = 0
-            data = self._sock.recv()
+            frames = self._sock.recv_multipart()
             try:
-                rep = FeedbackReport.from_bytes(data)
+                if len(frames) != 1:
+                    raise ValueError(f"a feedback report is one frame, got {len(frames)}")
+                rep = FeedbackReport.from_bytes(frames[0])
             except ValueError as exc:
-                self.malformed += 1
-                log.warning("ignoring feedback: %s", exc)
+                self.drops.drop(str(exc).split(" must ")[0].split(" (")[0][:40], exc)
                 continue
             self.last = rep
             self._ewma = rep.snr_db if self._ewma is None else (1 - self.alpha) * self._ewma + self.alpha * rep.snr_db
