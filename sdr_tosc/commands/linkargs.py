@@ -60,14 +60,16 @@ def add_loopback_channel_args(p: argparse.ArgumentParser, sweep: bool = False) -
 def channel_settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     """ChannelConfig fields: demo defaults < --channel-config < flags < ``extra``."""
     from ..channel.config import ChannelConfig
-    from ..config import load_config, to_dict
+    from ..config import load_config, read_toml, to_dict
 
     defaults = {"snr_db": 10.0, "cfo_hz": 2000.0, "seed": 1}
     flags = {k: getattr(args, k, None) for k in ("snr_db", "cfo_hz", "multipath", "fading", "seed")}
     base = load_config(ChannelConfig, args.channel_config, None, section="channel") if args.channel_config else None
     merged = dict(defaults)
     if base is not None:
-        merged.update(to_dict(base))
+        raw = read_toml(args.channel_config)
+        given = raw.get("channel", raw)  # only the keys the file sets override the defaults above
+        merged.update({k: v for k, v in to_dict(base).items() if k in given})
         if base.snr_db is None:
             merged["snr_db"] = None
     merged.update({k: v for k, v in flags.items() if v is not None})
