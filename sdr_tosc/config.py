@@ -13,6 +13,7 @@ Each part of the project defines its configuration as a frozen dataclass (``Mode
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -100,14 +101,22 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        out = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value)
+                out = float(value)
+            except OverflowError:
+                raise ConfigError(f"{where}: {str(value)[:40]}... is too large for a number") from None
+        elif isinstance(value, str):
+            try:
+                out = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if out is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(out):
+            raise ConfigError(f"{where}: {value!r} is not a finite number")
+        return out
     if tp is str:
         if isinstance(value, os.PathLike):
             return os.fspath(value)
@@ -151,14 +160,28 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The TOML document at ``path``; ConfigError naming the file when it is not UTF-8 TOML or too large."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        if path.stat().st_size > MAX_TOML_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config file "
+                              f"(at most {MAX_TOML_BYTES})")
+        text = path.read_bytes().decode("utf-8")
+        return tomllib.loads(text)
     except FileNotFoundError:
         raise FileNotFoundError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a TOML config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text TOML file (byte {exc.start} is not UTF-8)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+
+
+#: Largest TOML config file read (they are a few hundred bytes).
+MAX_TOML_BYTES = 1 << 20
 
 
 def load_config(
