@@ -111,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", 0))
     try:
+        from .commands.common import check_args  # noqa: PLC0415
+
+        check_args(args, parser)  # every flag, endpoint and output path, before any work starts
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print(f"sdr-tosc {args.verb}: interrupted", file=sys.stderr)

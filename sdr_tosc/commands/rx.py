@@ -124,9 +124,13 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         _plot(args.plot, last_frames, binned)
         print(f"plot written to {args.plot}")
+    if not results:  # a failed run leaves an existing --json as it was
+        print("sdr-tosc rx: no frame received" + (f"; {args.json} not written" if args.json else ""),
+              file=sys.stderr)
+        return 1
     write_result(args.json, {"summary": summary, "binned": binned, "radio": settings, "radio_counters": counters,
                              "frames": frames}, {"link": link, "modem": modem.config})
-    return 0 if results else 1
+    return 0
 
 
 def _plot(path: Path, last_frames, binned) -> None:  # noqa: ANN001
