@@ -311,6 +311,9 @@ class ZmqRadio(Radio):
         s.setsockopt(zmq.RCVTIMEO, ms)
         if kind == zmq.PUSH:
             s.setsockopt(zmq.SNDHWM, 64)
+            # queue only on a live connection: with no peer, send times out (TimeoutError naming the
+            # endpoint) instead of filling a queue nobody reads and reporting success
+            s.setsockopt(zmq.IMMEDIATE, 1)
         if kind == zmq.PULL:
             s.setsockopt(zmq.RCVHWM, 64)
         try:
