@@ -61,7 +61,11 @@ def test_config_defaults_and_validation(tmp_path):
     with pytest.raises(ValueError, match="backoff_db"):
         ModemConfig(backoff_db=-1.0)
     with pytest.raises(ValueError, match="max_payload_symbols"):
-        ModemConfig(max_payload_symbols=70000)
+        ModemConfig(max_payload_symbols=8192)
+    with pytest.raises(ValueError, match="sync_periods"):
+        ModemConfig(sync_periods=20)
+    with pytest.raises(ValueError, match="max_cfo_fraction"):
+        ModemConfig(max_cfo_fraction=0.2)
     path = tmp_path / "modem.toml"
     save_config(dataclasses.replace(cfg, backoff_db=12.0), path)
     loaded = load_config(ModemConfig, path, {"cp_len": 32})
@@ -73,16 +77,21 @@ def test_config_defaults_and_validation(tmp_path):
 
 
 def test_header_fields_and_validation():
-    h = FrameHeader(seq=65535, length=17, kind=200, snr_report_db=12.3)
+    h = FrameHeader(seq=65535, length=8190, kind=13, snr_report_db=12.3, items=63, robust=True)
     back = FrameHeader.from_bytes(h.to_bytes())
-    assert (back.seq, back.length, back.kind) == (65535, 17, 200)
+    assert (back.seq, back.length, back.kind, back.items, back.robust) == (65535, 8190, 13, 63, True)
+    assert back.item_length == 130
     assert back.snr_report_db == pytest.approx(12.5)  # 0.5 dB steps
     assert FrameHeader.from_bytes(FrameHeader(seq=1).to_bytes()).snr_report_db is None
     for bad in (
         {"seq": -1},
         {"seq": 65536},
         {"seq": 1.5},
-        {"seq": 1, "kind": 256},
+        {"seq": 1, "kind": 16},
+        {"seq": 1, "items": 0},
+        {"seq": 1, "items": 65},
+        {"seq": 1, "length": 10, "items": 3},
+        {"seq": 1, "length": 8192},
         {"seq": 1, "snr_report_db": float("nan")},
     ):
         with pytest.raises(ValueError, match="FrameHeader"):
@@ -96,7 +105,7 @@ def test_modulate_shape_scale_and_clean_roundtrip(modem, n):
     p = _payload(rng, n)
     iq = modem.modulate(p, FrameHeader(seq=n, kind=3, snr_report_db=7.0))
     assert iq.dtype == np.complex64 and iq.ndim == 1
-    assert iq.size == modem.burst_length(n) == 352 + 80 * (3 + -(-n // 46))
+    assert iq.size == modem.burst_length(n) == 544 + 80 * (3 + -(-n // 46))
     assert np.abs(iq).max() <= 1.0
     assert 10 * np.log10(np.mean(np.abs(iq) ** 2)) == pytest.approx(-10.0, abs=0.5)  # 10 dB back-off
     frames = modem.demodulate(np.concatenate([np.zeros(100, np.complex64), iq, np.zeros(50, np.complex64)]))

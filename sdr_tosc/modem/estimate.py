@@ -62,27 +62,30 @@ def fft_symbols(x: np.ndarray, t_ref: np.ndarray, offsets: np.ndarray, cfo: np.n
     return sp_fft.fft(w, axis=-1)
 
 
-def smooth_channel(h_used: np.ndarray, noise_bin: np.ndarray, grid: ResourceGrid) -> np.ndarray:
-    """Denoise per-bin channel estimates (complex[F, n_used]): adaptive LMMSE fit of a short impulse response.
+def smooth_channel(h_used: np.ndarray, noise_bin: np.ndarray, grid: ResourceGrid, adaptive: bool = True) -> np.ndarray:
+    """Denoise per-bin channel estimates (complex[F, n_used]): LMMSE fit of a short impulse response.
 
     Model: ``H_used = A h + e`` with taps h at delays -4..cp+6 and e of variance ``noise_bin`` per bin.
-    Stage 1 assumes a uniform power-delay profile; stage 2 uses the stage-1 tap powers as the prior, so a
-    sparse channel (AWGN, few paths) keeps few degrees of freedom and little noise, while a rich channel
-    keeps what it needs. (A plain least-squares tap fit is ill-conditioned: the null bins at DC and the band
-    edges leave some tap combinations unobservable.)
+    Stage 1 assumes a uniform power-delay profile (closed form through the eigenvectors of ``A^H A``);
+    stage 2 (``adaptive``) uses the stage-1 tap powers as the prior, so a sparse channel (AWGN, few paths)
+    keeps few degrees of freedom and little noise, while a rich channel keeps what it needs. (A plain
+    least-squares tap fit is ill-conditioned: the null bins at DC and the band edges leave some tap
+    combinations unobservable.)
     """
     a = grid.fit_A
     s2 = noise_bin
-    p_tot = np.maximum(np.mean(np.abs(h_used) ** 2, axis=1) - s2, 1e-3 * s2)
-    rhs = h_used @ grid.fit_AH.T
     n_taps = a.shape[1]
-    prior = np.repeat((p_tot / n_taps)[:, None], n_taps, axis=1)
-    diag = np.arange(n_taps)
-    for _ in range(2):
-        mat = np.repeat(grid.fit_gram[None], h_used.shape[0], axis=0)
-        mat[:, diag, diag] += s2[:, None] / prior
-        taps = np.linalg.solve(mat, rhs[:, :, None])[:, :, 0]
+    p_tot = np.maximum(np.mean(np.abs(h_used) ** 2, axis=1) - s2, 1e-3 * s2)
+    rhs = h_used @ grid.fit_AH.T  # [F, taps]
+    lam, vec = grid.fit_eig
+    c = s2 / (p_tot / n_taps)
+    taps = ((rhs @ vec.conj()) / (lam[None, :] + c[:, None])) @ vec.T
+    if adaptive:
         prior = np.abs(taps) ** 2 + 1e-6 * p_tot[:, None]
+        diag = np.arange(n_taps)
+        mat = np.repeat(grid.fit_gram[None].astype(np.complex64), h_used.shape[0], axis=0)
+        mat[:, diag, diag] += (s2[:, None] / prior).astype(np.float32)
+        taps = np.linalg.solve(mat, rhs[:, :, None].astype(np.complex64))[:, :, 0]
     return taps @ a.T
 
 

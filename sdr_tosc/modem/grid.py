@@ -88,6 +88,7 @@ class ResourceGrid:
         self.fit_A = np.exp(-2j * np.pi * np.outer(signed, taps) / n)
         self.fit_AH = self.fit_A.conj().T.copy()
         self.fit_gram = self.fit_AH @ self.fit_A
+        self.fit_eig = np.linalg.eigh(self.fit_gram)  # (eigenvalues, eigenvectors) for the uniform-prior fit
 
     def pilot_values(self, m: np.ndarray) -> np.ndarray:
         """Pilot symbols of OFDM symbols ``m`` (header = 0, 1, ...): float[len(m), n_pilots]."""

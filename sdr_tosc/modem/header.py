@@ -98,8 +98,8 @@ class FrameHeader:
     def to_bytes(self, length: int | None = None) -> bytes:
         """The 6 header bytes without the CRC (``length`` overrides the field)."""
         n = self.length if length is None else int(length)
-        if not 1 <= n <= MAX_LENGTH:
-            raise ValueError(f"header length {n} must be from 1 to {MAX_LENGTH}")
+        if not 0 <= n <= MAX_LENGTH:
+            raise ValueError(f"header length {n} must be from 0 to {MAX_LENGTH}")
         mid = (n << 11) | ((self.items - 1) << 5) | (self.kind << 1) | int(self.robust)
         return bytes([self.seq >> 8, self.seq & 255, mid >> 16, (mid >> 8) & 255, mid & 255, self._snr_code()])
 
@@ -172,8 +172,8 @@ class HeaderCodec:
             except ValueError:
                 headers.append(None)
                 continue
-            if h.length < 1 or h.robust != (n_sym != SHORT_HEADER_SYMBOLS) and n_sym != SHORT_HEADER_SYMBOLS:
-                headers.append(None)  # a long decode must carry the robust flag
+            if h.length < 1 or (n_sym != SHORT_HEADER_SYMBOLS and not h.robust):
+                headers.append(None)  # empty, or a long decode without the robust flag
                 continue
             headers.append(h)
             ok[i] = True
