@@ -186,6 +186,12 @@ class FeedbackReceiver:
             n += 1
         return n
 
+    @property
+    def fresh(self) -> bool:
+        """A report arrived within ``stale_s`` seconds (the receiver hears this transmitter)."""
+        self.poll(0)
+        return self._ewma is not None and time.monotonic() - self._last_time <= self.stale_s
+
     def snr_db(self) -> float:
         self.poll(0)
         if self._ewma is None or time.monotonic() - self._last_time > self.stale_s:
