@@ -48,13 +48,16 @@ even when the SNR moved between the report and the frame.
 SNR conditioning for inference is memoised per 0.1 dB (:meth:`conditioning`), so batch-1 encode+decode
 costs only the convolutions and three small matrix products.
 
-Checkpoints are safetensors files whose metadata carry ``format = sdr-tosc-student`` and the
-:class:`StudentConfig` as JSON, so :func:`load_checkpoint` needs the file alone (no pickle anywhere).
+Checkpoints are safetensors files whose metadata carry ``format = sdr-tosc-student``, the
+:class:`StudentConfig` as JSON and ``tensors_sha256`` (:func:`tensors_digest` of the weights), so
+:func:`load_checkpoint` needs the file alone (no pickle anywhere) and refuses a file whose weights changed
+after it was written (flipped bytes, a truncated copy) instead of loading a silently broken model.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections import OrderedDict
@@ -76,6 +79,8 @@ CHECKPOINT_VERSION = "1"
 ARCH = "cnn-film-v1"
 #: SNRs are clamped to this range before they condition the networks.
 SNR_CLAMP_DB = (-10.0, 35.0)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -557,12 +562,31 @@ def save_checkpoint(model: SemanticStudent, path: str | os.PathLike[str], extra:
     from safetensors.torch import save_file  # noqa: PLC0415
 
     path = Path(path)
-    meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-            "config": json.dumps(to_dict(model.config)), "extra": json.dumps(extra or {}, default=str)}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "config": json.dumps(to_dict(model.config)), "extra": json.dumps(extra or {}, default=str),
+            "tensors_sha256": tensors_digest(state)}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
     return path
+
+
+def tensors_digest(state: dict[str, Any]) -> str:
+    """sha256 (hex) over every tensor in name order: name, dtype, shape and the raw bytes.
+
+    Stored as ``tensors_sha256`` in a checkpoint's metadata by :func:`save_checkpoint` and checked by
+    :func:`load_checkpoint`; independent of the file layout, so re-saving identical weights keeps it.
+    """
+    import hashlib  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -592,7 +616,7 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         extra = json.loads(meta.get("extra", "{}"))
     except (KeyError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: student checkpoint metadata is damaged ({exc})") from None
-    return {"config": cfg, "extra": extra, "version": meta["version"]}
+    return {"config": cfg, "extra": extra, "version": meta["version"], "tensors_sha256": meta.get("tensors_sha256")}
 
 
 def load_checkpoint(path: str | os.PathLike[str], with_extra: bool = False) -> Any:
@@ -622,6 +646,13 @@ def load_checkpoint(path: str | os.PathLike[str], with_extra: bool = False) -> A
             f"{path}: weights do not match the student architecture in its config (missing {missing[:4]}, "
             f"unexpected {unexpected[:4]}, wrong shapes {wrong[:3]}); the file was made by another model"
         )
+    want = meta.get("tensors_sha256")
+    if want is None:
+        log.warning("%s: checkpoint has no tensors_sha256 (written before checksums); its weights cannot be "
+                    "verified; re-save it with save_checkpoint to add one", path)
+    elif tensors_digest(state) != want:
+        raise ValueError(f"{path}: the weights do not match the checkpoint's sha256 (the file was damaged or "
+                         "changed after it was written); nothing was loaded, restore or re-train it")
     model.load_state_dict(state)
     model.eval()
     return (model, meta["extra"]) if with_extra else model
