@@ -29,6 +29,7 @@ VERBS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "channel": "channel",
+    "emulate": "emulate",
 }
 
 log = logging.getLogger("sdr_tosc")

@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--in-connect", action="store_true",
                    help="connect --in instead of binding (to a peer that binds, e.g. gr-zeromq push_sink)")
     g.add_argument("--out-connect", action="store_true", help="connect --out instead of binding")
+    g.add_argument("--nodes", type=int, default=0, metavar="N",
+                   help="one air shared by N radios (link per TX/RX pair; used by 'sdr-tosc emulate')")
     g.add_argument("--duration-s", type=float, help="stop after this many seconds (default: until Ctrl-C/SIGTERM)")
 
     c = p.add_argument_group("channel (all seeded; see ChannelConfig in sdr_tosc/channel/config.py)")
@@ -101,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
           f"fading={cfg.fading} fs={cfg.sample_rate_hz:g} seed={cfg.seed}; Ctrl-C to stop", file=sys.stderr)
     stats = run_server(cfg, args.in_endpoint, args.out_endpoint, args.control_endpoint or None,
                        in_format=in_fmt, out_format=out_fmt, out_pattern=args.out_pattern,
-                       in_connect=args.in_connect, out_connect=args.out_connect, max_seconds=args.duration_s)
+                       in_connect=args.in_connect, out_connect=args.out_connect, max_seconds=args.duration_s,
+                       nodes=args.nodes)
     print(f"sdr-tosc channel: stopped after {stats['uptime_s']:.1f} s; {stats['bursts']} bursts, "
           f"{stats['samples_in']} samples in, {stats['samples_out']} out", file=sys.stderr)
     write_result(args.json, {"stats": stats}, cfg)

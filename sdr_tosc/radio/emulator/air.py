@@ -1,0 +1,362 @@
+"""N emulated Plutos on one simulated air: the sample clock that paces them and their links.
+
+:class:`EmulatedPlutos` starts the channel simulator as one process with ``--nodes N`` (one link core per
+transmitter/receiver pair, see :mod:`sdr_tosc.channel.nodes`), one :class:`~.ad9363.PlutoModel` and one
+iiod server per radio, and a clock thread. Every few milliseconds the clock thread
+
+1. takes from each radio's DAC the samples its (crystal-offset) sample clock played since the last tick,
+   a fixed lead ahead of wall time (the TX pipeline latency);
+2. sends each transmitter's samples to every receiver's link core, resampled from the transmitter's
+   sample clock to the receiver's (a continuous cubic interpolator: the sampling-clock offset) and shifted
+   by the LO difference ``f_tx (1 + e_tx) - f_rx (1 + e_rx)`` (the channel's continuous-phase rotator);
+   links whose LO difference is outside the receiver's band are not heard;
+3. asks the channel for each receiver's air (the sum of its links plus its input-referred noise, path
+   loss and TX attenuation applied by the link cores) and hands it to the radio's front end and DMA.
+
+So a radio runs in real time at its own clock: a client reading too slowly loses blocks (overflow), a
+client writing too slowly leaves gaps (underflow), and two radios see each other's crystal errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import struct
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from ...channel import impairments as imp
+from ...channel.nodes import FLAG_DISCARD, RX_ROUTE, TX_ROUTE
+from ...channel.process import ChannelSimulator
+from .. import zmq as wire
+from .ad9363 import ADC_FS_DBM, ADC_NOISE_DBFS, RX_FULL_SCALE_CODES, TX_MAX_DBM, PlutoModel, thermal_noise_dbm
+from .iiod import IiodServer
+
+log = logging.getLogger(__name__)
+
+QUANT_NOISE_DBFS = 10 * math.log10(2 * (1 / RX_FULL_SCALE_CODES) ** 2 / 12)  # rounding of I and Q
+
+
+def path_loss_for_snr(snr_db: float, noise_figure_db: float = 3.5) -> float:
+    """Path loss at which a full-scale signal sent at 0 dB TX attenuation lands ``snr_db`` above the
+    receiver's thermal noise at 1 Msps (high RX gain, where the ADC's noise does not count)."""
+    return TX_MAX_DBM - thermal_noise_dbm(1e6, noise_figure_db) - snr_db
+
+
+class StreamResampler:
+    """Continuous resampling of a stream by ``ratio`` = output rate / input rate (cubic Lagrange, state kept
+    between chunks, so a stream cut into chunks comes out as if resampled in one piece)."""
+
+    def __init__(self, ratio: float) -> None:
+        self.ratio = float(ratio)
+        self.hist = np.zeros(3, np.complex64)
+        self.t = 3.0  # position of the next output in [hist, x] coordinates
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        xp = np.concatenate([self.hist, x])
+        size = xp.size
+        m = max(0, math.ceil((size - 2 - self.t) * self.ratio))
+        ts = self.t + np.arange(m) / self.ratio
+        if m and ts[-1] >= size - 2:
+            m -= 1
+            ts = ts[:m]
+        i = ts.astype(np.int64)
+        mu = (ts - i).astype(np.float32)
+        xm1, x0, x1, x2 = xp[i - 1], xp[i], xp[i + 1], xp[i + 2]
+        out = x0 * ((mu + 1) * (mu - 1) * (mu - 2) / 2)
+        out += xm1 * (-mu * (mu - 1) * (mu - 2) / 6)
+        out += x1 * (-(mu + 1) * mu * (mu - 2) / 2)
+        out += x2 * ((mu + 1) * mu * (mu - 1) / 6)
+        self.t = self.t + m / self.ratio - (size - 3)
+        self.hist = xp[-3:].copy()
+        return out.astype(np.complex64, copy=False)
+
+
+class _Link:
+    """Transmitter ``src`` -> receiver ``dst``: resampler, LO-offset rotator, timeline index."""
+
+    def __init__(self, src: int, dst: int) -> None:
+        self.src, self.dst = src, dst
+        self.resampler: StreamResampler | None = None
+        self.rotator = imp.PhaseRotator(0.0, 1.0)
+        self.idx = 0.0  # where the next sample lands on the receiver's timeline
+        self.audible = True
+        self.fresh = True
+
+
+class _NodeChannel(ChannelSimulator):
+    """The channel simulator process started with ``--nodes N``."""
+
+    def __init__(self, nodes: int, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.nodes = nodes
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--nodes", str(self.nodes)]
+
+
+class EmulatedPlutos:
+    """``count`` emulated ADALM-Plutos linked through one channel simulator process::
+
+        with EmulatedPlutos(2, ppm=[-18, 11], path_loss_db=60) as pl:
+            tx = open_radio("pluto", uri=pl.uris[0]); rx = open_radio("pluto", uri=pl.uris[1])
+
+    ``ppm``: crystal error per radio (default 0); ``path_loss_db`` between different radios,
+    ``isolation_db`` from a radio's TX to its own RX; ``base_port``: iiod ports base_port, base_port+1 ...
+    (0: free ports); ``lead_s``: how far ahead of wall time DAC samples are produced (TX latency);
+    ``tick_s``: clock period.
+    """
+
+    def __init__(self, count: int = 2, *, ppm: list[float] | None = None, path_loss_db: float = 60.0,
+                 isolation_db: float = 40.0, seed: int = 0, host: str = "127.0.0.1", base_port: int = 0,
+                 noise_figure_db: float = 3.5, center_freq_hz: float = 2.44e9, tick_s: float = 0.004,
+                 lead_s: float = 0.02) -> None:
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 16:
+            raise ValueError(f"count must be an int from 1 to 16 radios, got {count!r}")
+        ppm = [0.0] * count if ppm is None else [float(p) for p in ppm]
+        if len(ppm) != count:
+            raise ValueError(f"give one ppm value per radio: {count} radios, {len(ppm)} values ({ppm})")
+        for name, v, lo, hi in (("ppm", max(map(abs, ppm), default=0.0), 0, 100),
+                                ("path_loss_db", path_loss_db, 0, 200), ("isolation_db", isolation_db, 0, 200),
+                                ("noise_figure_db", noise_figure_db, 0, 30), ("tick_s", tick_s, 0.0005, 0.05),
+                                ("lead_s", lead_s, 2 * tick_s, 1.0)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
+                raise ValueError(f"{name}={v!r} must be within [{lo:g}, {hi:g}]")
+        if not 0 <= base_port <= 65535 - count:
+            raise ValueError(f"base_port={base_port} must leave room for {count} ports below 65536")
+        self.count, self.ppm, self.seed = count, ppm, int(seed)
+        self.path_loss_db, self.isolation_db = float(path_loss_db), float(isolation_db)
+        self.host, self.base_port = host, int(base_port)
+        self.tick_s, self.lead_s = float(tick_s), float(lead_s)
+        self.models = [PlutoModel(i, ppm=p, seed=seed, noise_figure_db=noise_figure_db, lo_hz=int(center_freq_hz))
+                       for i, p in enumerate(ppm)]
+        self.servers: list[IiodServer] = []
+        self.channel: _NodeChannel | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.stats = {"ticks": 0, "max_lag_s": 0.0, "busy_s": 0.0, "wall_s": 0.0, "skipped_s": 0.0}
+
+    # -- life cycle ------------------------------------------------------------------------------------
+    @property
+    def uris(self) -> list[str]:
+        return [s.uri for s in self.servers]
+
+    @property
+    def uri(self) -> str:
+        """The first radio's URI (handy with ``count=1``)."""
+        return self.servers[0].uri
+
+    @property
+    def model(self) -> PlutoModel:
+        """The first radio's model."""
+        return self.models[0]
+
+    @property
+    def channel_control(self) -> str | None:
+        return self.channel.control_endpoint if self.channel else None
+
+    def start(self, timeout_s: float = 30.0) -> EmulatedPlutos:
+        try:
+            self.channel = _NodeChannel(self.count, snr_db=None, noise_dbfs=-300.0, gap_samples=0,
+                                        gap_jitter_samples=0, seed=self.seed, sample_rate_hz=1e6,
+                                        center_freq_hz=self.models[0].lo_hz(tx=False))
+            self.channel.start()
+            for i, m in enumerate(self.models):
+                port = self.base_port + i if self.base_port else 0
+                try:
+                    self.servers.append(IiodServer((self.host, port), m).start())
+                except OSError as exc:
+                    raise OSError(f"cannot serve emulated Pluto {i} on {self.host}:{port}: {exc} "
+                                  "(port in use? pick another --base-port, or 0 for free ports)") from None
+            for (s, d) in ((s, d) for s in range(self.count) for d in range(self.count)):
+                self.channel.set(link=[s, d], path_loss_db=self.isolation_db if s == d else self.path_loss_db)
+            self._thread = threading.Thread(target=self._run, name="pluto-air-clock", daemon=True)
+            self._thread.start()
+            if not self._ready.wait(timeout_s) or self._error is not None:
+                raise RuntimeError(f"the emulated radios' clock did not start: {self._error}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        for s in self.servers:
+            s.stop()
+        self.servers = []
+        if self.channel is not None:
+            self.channel.stop()
+            self.channel = None
+
+    def __enter__(self) -> EmulatedPlutos:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def describe(self) -> dict[str, Any]:
+        """What ``sdr-tosc emulate --json`` writes."""
+        return {"uris": self.uris, "channel_control": self.channel_control, "ppm": self.ppm,
+                "serials": [m.serial for m in self.models], "path_loss_db": self.path_loss_db,
+                "isolation_db": self.isolation_db, "seed": self.seed}
+
+    # -- the link budget, for checks ---------------------------------------------------------------------
+    def snr_law_db(self, tx: int, rx: int, signal_dbfs: float = 0.0) -> float:
+        """SNR the receiver ``rx``'s ADC output has for a signal of ``signal_dbfs`` (mean power, TX
+        full-scale units) from ``tx`` at both radios' current gains: the emulated gain law."""
+        mt, mr = self.models[tx], self.models[rx]
+        loss = self.isolation_db if tx == rx else self.path_loss_db
+        sig = signal_dbfs + mt.tx_gain_db() - loss
+        quant = QUANT_NOISE_DBFS + ADC_FS_DBM - mr.rx_gain_db() - TX_MAX_DBM
+        noise = 10 * math.log10(10 ** (mr.input_noise_dbfs() / 10) + 10 ** (quant / 10))
+        return sig - noise
+
+    def adc_level_dbfs(self, tx: int, rx: int, signal_dbfs: float = 0.0) -> float:
+        """Mean power at ``rx``'s ADC (dBFS of its 12-bit range) of a ``signal_dbfs`` signal from ``tx``."""
+        mt, mr = self.models[tx], self.models[rx]
+        loss = self.isolation_db if tx == rx else self.path_loss_db
+        return signal_dbfs + mt.tx_gain_db() - loss + mr.rx_gain_db() + TX_MAX_DBM - ADC_FS_DBM
+
+    # -- the clock ----------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        import zmq
+
+        ctx = zmq.Context.instance()
+        push = ctx.socket(zmq.PUSH)
+        dealer = ctx.socket(zmq.DEALER)
+        try:
+            for s in (push, dealer):
+                s.setsockopt(zmq.LINGER, 0)
+            push.connect(self.channel.in_endpoint)
+            dealer.connect(self.channel.out_endpoint)
+            self._loop(push, dealer)
+        except BaseException as exc:  # noqa: BLE001 - reported by start() or logged
+            self._error = exc
+            log.exception("emulated radios' clock stopped")
+        finally:
+            self._ready.set()
+            push.close(0)
+            dealer.close(0)
+
+    def _loop(self, push, dealer) -> None:
+        n = self.count
+        links = {(s, d): _Link(s, d) for s in range(n) for d in range(n)}
+        tx_frac = [0.0] * n
+        rx_frac = [0.0] * n
+        rx_idx = [0] * n  # samples each receiver has taken from the air
+        t0 = time.monotonic()
+        tx_t = rx_t = t0
+        seq = 0
+        noise_set: list[float | None] = [None] * n
+        self._ready.set()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            busy0 = time.perf_counter()
+            lag = now - rx_t
+            self.stats["max_lag_s"] = max(self.stats["max_lag_s"], lag - self.tick_s) if self.stats["ticks"] > 10 else 0.0
+            if lag > 0.5:  # the host stalled: skip the lost time instead of racing to catch up
+                self.stats["skipped_s"] += lag - self.tick_s
+                rx_t = now - self.tick_s
+                tx_t = max(tx_t, now)
+            rates = [m.true_rate_hz() for m in self.models]
+            for j, m in enumerate(self.models):
+                if m.changed:
+                    with m.cond:
+                        m.changed = False
+                    nz = m.input_noise_dbfs()
+                    if noise_set[j] is None or abs(nz - noise_set[j]) > 1e-6:
+                        self.channel.set(link=[j, j], noise_dbfs=nz)
+                        noise_set[j] = nz
+                    for s in range(n):
+                        self._retune(links[(s, j)], rates)
+                        self._retune(links[(j, s)], rates)
+            # 1. DAC samples up to now + lead, to every receiver that listens (the others skip ahead)
+            listen = [m.wants_rx() for m in self.models]
+            t_end = now + self.lead_s
+            for i, m in enumerate(self.models):
+                want = (t_end - tx_t) * rates[i] + tx_frac[i]
+                k = int(want)
+                tx_frac[i] = want - k
+                if k <= 0:
+                    continue
+                x = m.produce_tx(k, build=any(listen))
+                gain = m.tx_gain_db()
+                for j in range(n):
+                    ln = links[(i, j)]
+                    ratio = rates[j] / rates[i]
+                    if x is None or not ln.audible or not listen[j]:
+                        ln.idx += k * ratio
+                        ln.fresh = True
+                        continue
+                    if ln.fresh:
+                        ln.resampler = StreamResampler(ratio) if ratio != 1.0 else None
+                        ln.fresh = False
+                    y = ln.resampler(x) if ln.resampler is not None else x.copy()
+                    ln.rotator(y, out=y)
+                    hdr = wire.Header(wire.FLAG_TIMED, seq, int(round(ln.idx)), rates[j], 0.0, gain, y.size)
+                    seq += 1
+                    push.send_multipart([TX_ROUTE.pack(i, j), wire.encode_message(y, hdr)], copy=False)
+                    ln.idx += y.size if ln.resampler is not None else k
+            tx_t = t_end
+            # 2. each receiver's air up to now
+            asks = []
+            for j, m in enumerate(self.models):
+                want = (now - rx_t) * rates[j] + rx_frac[j]
+                k = int(want)
+                rx_frac[j] = want - k
+                if k <= 0:
+                    continue
+                dealer.send_multipart([RX_ROUTE.pack(j, 0 if listen[j] else FLAG_DISCARD), struct.pack("<Q", k)])
+                asks.append((j, k, listen[j]))
+                rx_idx[j] += k
+            rx_t = now
+            for j, k, heard in asks:
+                if not dealer.poll(5000):
+                    raise TimeoutError("the channel simulator did not answer within 5 s")
+                reply = dealer.recv(copy=False)
+                if heard:
+                    _, air = wire.decode_message(reply.buffer, "channel reply")
+                    self.models[j].deliver_rx(air, k)
+            for (s, d), ln in links.items():  # keep every link's timeline index on the receiver's clock
+                if abs(ln.idx - (rx_idx[d] + self.lead_s * rates[d])) > 0.5 * self.lead_s * rates[d]:
+                    ln.idx = rx_idx[d] + self.lead_s * rates[d]
+                    ln.fresh = True
+            busy = time.perf_counter() - busy0
+            self.stats["busy_s"] += busy
+            self.stats["ticks"] += 1
+            self.stats["wall_s"] = time.monotonic() - t0
+            self._stop.wait(max(0.0, self.tick_s - busy))
+
+    def _retune(self, ln: _Link, rates: list[float]) -> None:
+        mt, mr = self.models[ln.src], self.models[ln.dst]
+        cfo = mt.lo_hz(tx=True) - mr.lo_hz(tx=False)
+        fs = rates[ln.dst]
+        ln.audible = abs(cfo) < 0.5 * fs
+        ln.rotator = imp.PhaseRotator(cfo if ln.audible else 0.0, fs, ln.rotator.phase_rad)
+        ln.fresh = True
+
+
+@contextlib.contextmanager
+def running(count: int = 2, **kwargs: Any):
+    """``with running(2, ppm=[-18, 11]) as plutos:`` -- start, yield, stop."""
+    p = EmulatedPlutos(count, **kwargs).start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def write_ready_file(path: Any, plutos: EmulatedPlutos) -> None:
+    """The ``--json`` file: ``{"uris": [...], "channel_control": "tcp://..."}`` and the set-up, atomically."""
+    from ...fileio import atomic_write_json
+
+    atomic_write_json(path, plutos.describe())
