@@ -16,19 +16,30 @@ EXAMPLES = """
   sdr-tosc info --json info.json
 """
 
-# (label, distribution name for importlib.metadata, module to import as a fallback)
+# (label, distribution name for importlib.metadata, module to import as a fallback); each radio backend
+# adds the libraries it needs (its ``packages``), so a new backend needs no line here
 PACKAGES = [
     ("torch", "torch", "torch"),
     ("numpy", "numpy", "numpy"),
     ("scipy", "scipy", "scipy"),
     ("transformers", "transformers", "transformers"),
-    ("pyzmq", "pyzmq", "zmq"),
     ("safetensors", "safetensors", "safetensors"),
-    ("pyadi-iio", "pyadi-iio", "adi"),
-    ("pylibiio", "pylibiio", "iio"),
-    ("uhd", None, "uhd"),
+    ("sigmf", "sigmf", "sigmf"),
     ("gnuradio", None, "gnuradio.gr"),
 ]
+
+
+def all_packages() -> list[tuple[str, str | None, str]]:
+    from ..radio.registry import BACKENDS, backend_class
+
+    out = list(PACKAGES)
+    for kind in BACKENDS:
+        try:
+            extra = backend_class(kind).packages
+        except ImportError:
+            continue
+        out += [p for p in extra if p[0] not in {q[0] for q in out}]
+    return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def package_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
-    for label, dist, module in PACKAGES:
+    for label, dist, module in all_packages():
         version = None
         if dist:
             try:

@@ -8,7 +8,18 @@ from typing import Any
 
 import numpy as np
 
-RADIO_KINDS = ("zmq", "pluto", "usrp")
+
+def radio_kinds(transmit: bool = False, receive: bool = False) -> list[str]:
+    """``--radio`` choices: the registered backends (sdr_tosc.radio.registry), not a table kept here."""
+    from ..radio.registry import backend_kinds
+
+    return backend_kinds(transmit=transmit, receive=receive)
+
+
+def uri_help(kinds: list[str]) -> str:
+    from ..radio.registry import backend_class
+
+    return "; ".join(f"{k}: {backend_class(k).uri_help}" for k in kinds if backend_class(k).uri_help)
 
 
 def add_student_args(p: argparse.ArgumentParser) -> None:
@@ -113,17 +124,16 @@ def add_radio_args(p: argparse.ArgumentParser, role: str) -> None:
         g = p.add_argument_group(
             "radios (a TX and an RX radio on this host; without --tx-radio/--rx-radio the loopback simulator is used)")
         for side in ("tx", "rx"):
-            g.add_argument(f"--{side}-radio", choices=RADIO_KINDS, help=f"{side.upper()} radio backend")
-            g.add_argument(f"--{side}-uri", help=f"{side.upper()} radio address: Pluto URI (ip:192.168.2.1), "
-                           "USRP device args (type=b200,serial=...), zmq endpoint")
+            kinds = radio_kinds(transmit=side == "tx", receive=side == "rx")
+            g.add_argument(f"--{side}-radio", choices=kinds, help=f"{side.upper()} radio backend")
+            g.add_argument(f"--{side}-uri", help=f"{side.upper()} radio address ({uri_help(kinds)})")
             g.add_argument(f"--{side}-opt", action="append", default=[], metavar="KEY=VALUE",
                            help=f"extra {side.upper()} radio setting (repeatable), e.g. xo_correction_hz=40000000")
     else:
+        kinds = radio_kinds(transmit=role == "tx", receive=role == "rx")
         g = p.add_argument_group("radio")
-        g.add_argument("--radio", choices=RADIO_KINDS, default="zmq", help="radio backend (default %(default)s)")
-        g.add_argument("--uri", help="Pluto URI (ip:192.168.2.1), USRP device args (type=b200), or zmq endpoint "
-                       f"(default tcp://127.0.0.1:{5555 if role == 'tx' else 5556}, the channel simulator's "
-                       f"{'--in' if role == 'tx' else '--out'})")
+        g.add_argument("--radio", choices=kinds, default="zmq", help="radio backend (default %(default)s)")
+        g.add_argument("--uri", help=f"radio address ({uri_help(kinds)})")
         g.add_argument("--radio-opt", action="append", default=[], metavar="KEY=VALUE",
                        help="extra radio setting (repeatable), e.g. xo_correction_hz=40000000")
     g.add_argument("--center-freq-hz", type=float, help="RF centre frequency (default: the profile's)")
@@ -154,27 +164,23 @@ def _auto(text: str) -> Any:
 
 
 def open_radio_from(kind: str, uri: str | None, role: str, opts: dict[str, Any], args: argparse.Namespace) -> Any:
-    """Open a radio for ``role`` (tx/rx) with the shared settings flags."""
-    from ..radio import open_radio
+    """Open a radio for ``role`` (tx, rx, or trx for both ends on one radio) with the shared settings flags.
 
-    settings: dict[str, Any] = {"sample_rate_hz": args.sample_rate_hz}
+    The backend turns ``uri`` into its own settings (its ``from_uri``); ``opts`` (``--radio-opt``) win.
+    """
+    from ..radio.registry import open_from_uri
+
+    settings: dict[str, Any] = {}
+    if getattr(args, "sample_rate_hz", None) is not None:
+        settings["sample_rate_hz"] = args.sample_rate_hz
     if args.center_freq_hz is not None:
         settings["center_freq_hz"] = args.center_freq_hz
     if args.radio_tx_gain_db is not None:
         settings["tx_gain_db"] = args.radio_tx_gain_db
     if args.radio_rx_gain_db is not None:
         settings["rx_gain_db"] = args.radio_rx_gain_db
-    if kind == "zmq":
-        endpoint = uri or ("tcp://127.0.0.1:5555" if role == "tx" else "tcp://127.0.0.1:5556")
-        settings[f"{role}_endpoint"] = endpoint
-    elif kind == "pluto":
-        if uri:
-            settings["uri"] = uri
-    elif kind == "usrp":
-        if uri:
-            settings["device_args"] = uri
     settings.update(opts)
-    return open_radio(kind, **settings)
+    return open_from_uri(kind, uri, role, **settings)
 
 
 def radio_pair(args: argparse.Namespace, chan: dict[str, Any] | None):

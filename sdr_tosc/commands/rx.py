@@ -27,6 +27,9 @@ EXAMPLES = """
       --feedback tcp://TX-HOST:5600 --images 1000 --json rx.json --plot rx.png
   # on one laptop, with 'sdr-tosc channel' running:
   sdr-tosc rx --radio zmq --uri tcp://127.0.0.1:5556 --images 200 --feedback tcp://127.0.0.1:5600
+  # keep the samples around every frame, then replay them through the receiver (same predictions):
+  sdr-tosc rx --radio usrp --uri type=virtual,out=tcp://127.0.0.1:5556 --images 50 --record cap
+  sdr-tosc rx --radio file --uri cap.sigmf-meta --images 50 --no-feedback
 """
 
 
@@ -40,10 +43,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop when no frame arrived for this long (default %(default)s s)")
     p.add_argument("--plot", type=Path, help="write a PNG of the received symbols and accuracy vs SNR")
     p.add_argument("--record", type=Path, metavar="PATH",
-                   help="save what the radio delivered as a SigMF recording (PATH.sigmf-data/-meta), one "
-                        "annotation per decoded frame (open it in inspectrum or load it with sigmf)")
+                   help="save the samples around each decoded frame as a SigMF recording (PATH.sigmf-data/-meta): "
+                        "one capture segment per run of frames, one annotation per frame with its fields in the "
+                        "sdr_tosc namespace; replay it with --radio file --uri PATH.sigmf-meta")
+    p.add_argument("--record-pre-roll", type=int, default=4000, metavar="SAMPLES",
+                   help="samples kept before each frame (default %(default)s)")
+    p.add_argument("--record-post-roll", type=int, default=4000, metavar="SAMPLES",
+                   help="samples kept after each frame (default %(default)s)")
     p.add_argument("--record-max-samples", type=int, default=20_000_000,
-                   help="stop recording after this many samples (default %(default)s = 160 MB)")
+                   help="keep at most this many samples (default %(default)s = 160 MB)")
     p.add_argument("--no-progress", action="store_true")
     add_json_flag(p)
 
@@ -61,24 +69,37 @@ def run(args: argparse.Namespace) -> int:
     link = link_config(args)
     modem = Modem(modem_config(args))
     results: dict[int, object] = {}
-    recorded: list = []
-    n_recorded = 0
+    recorder = None
+    if args.record is not None:
+        from ..radio.recording import FrameRecorder
+
+        if args.record_pre_roll < 0 or args.record_post_roll < 0 or args.record_max_samples < 1:
+            raise ValueError("--record-pre-roll/--record-post-roll must be >= 0 and --record-max-samples >= 1")
     t0 = time.perf_counter()
+    ended = ""
     with open_radio_from(args.radio, args.uri, "rx", parse_opts(args.radio_opt, "--radio-opt"), args) as radio, \
             FeedbackSender(args.feedback) as fb:
         rx = SemanticReceiver(student, modem, radio, link, None if args.no_feedback else fb)
+        if args.record is not None:
+            recorder = FrameRecorder(
+                radio.sample_rate_hz, pre_roll=args.record_pre_roll, post_roll=args.record_post_roll,
+                max_samples=args.record_max_samples,
+                history_samples=args.record_pre_roll + 2 * link.rx_chunk_samples + modem.burst_length(student.k_max))
         print(f"sdr-tosc rx: {radio!r}; SNR reports to {args.feedback}; waiting for {len(labels)} frames",
               file=sys.stderr)
         bar = tqdm(total=len(labels), desc="rx", unit="img", disable=args.no_progress)
         last_new = time.monotonic()
         correct = 0
-        while len(results) < len(labels) and time.monotonic() - last_new < args.timeout_s:
-            got = rx.receive(link.rx_chunk_samples)
-            if args.record is not None and n_recorded < args.record_max_samples:
-                chunk = rx.last_chunk[: args.record_max_samples - n_recorded]
-                recorded.append(chunk)
-                n_recorded += chunk.size
+
+        def take(got: list) -> None:
+            nonlocal correct, last_new
             for r in got:
+                if recorder is not None:
+                    recorder.mark(r.start, modem.burst_length(r.n_symbols), label=f"seq {r.seq}", fields={
+                        "seq": int(r.seq), "pred": int(r.pred), "snr_db": float(r.snr_db),
+                        "snr_dec_db": float(r.snr_dec_db), "cfo_hz": float(r.cfo_hz), "n_symbols": int(r.n_symbols),
+                        "snr_tx_db": float(r.snr_tx_db),
+                        **({"label": int(labels[r.seq])} if r.seq < len(labels) else {})})
                 if r.seq >= len(labels) or r.seq in results:
                     continue  # a frame of another run, or a repeat
                 results[r.seq] = r
@@ -86,10 +107,28 @@ def run(args: argparse.Namespace) -> int:
                 last_new = time.monotonic()
                 bar.update(1)
                 bar.set_postfix(acc=f"{correct / len(results):.3f}", snr=f"{r.snr_db:.1f}dB", k=r.n_symbols)
+
+        while len(results) < len(labels) and time.monotonic() - last_new < args.timeout_s:
+            try:
+                got = rx.receive(link.rx_chunk_samples)
+            except EOFError as exc:  # a file radio reached the end of its recording
+                ended = str(exc)
+                break
+            if recorder is not None:
+                recorder.push(rx.last_chunk)
+            take(got)
+        take(rx.flush())
         bar.close()
+        if ended:
+            print(f"sdr-tosc rx: {ended}", file=sys.stderr)
         counters = radio.counters.as_dict()
         settings = radio.settings()
         last_frames = rx.last_frames
+        hw = None
+        if recorder is not None:
+            from ..radio.recording import hw_description
+
+            hw = hw_description(radio)
     wall = time.perf_counter() - t0
     frames = [{"index": s, "seq": s, "label": int(labels[s]), "received": True, "pred": r.pred, "snr_db": r.snr_db,
                "snr_dec_db": r.snr_dec_db, "cfo_hz": r.cfo_hz, "n_symbols": r.n_symbols, "snr_tx_db": r.snr_tx_db}
@@ -105,22 +144,21 @@ def run(args: argparse.Namespace) -> int:
           f"{summary['accuracy_received'] * 100:.2f}% of received; mean SNR {summary['snr_db_mean']} dB; "
           f"overflows {counters['overflows']}, dropped samples {counters['dropped_samples']}")
     binned = bin_by_snr(frames)
-    if args.record is not None and recorded:
-        from ..radio.recording import save_recording
+    if recorder is not None:
+        from ..modem import FrameHeader
+        from ..radio.recording import occupied_band_hz
 
-        anns = []
-        for f in frames:
-            length = modem.burst_length(f["n_symbols"])
-            start = results[f["seq"]].start
-            if start + length <= n_recorded:
-                anns.append({"start": start, "length": length, "label": f"seq {f['seq']}",
-                             "comment": f"pred={f['pred']} label={f['label']} snr_db={f['snr_db']:.2f} "
-                                        f"cfo_hz={f['cfo_hz']:.1f} symbols={f['n_symbols']}"})
-        meta = save_recording(args.record, np.concatenate(recorded), sample_rate_hz=settings["sample_rate_hz"],
-                              center_freq_hz=settings.get("center_freq_hz"), annotations=anns,
-                              description=f"sdr-tosc rx: {len(frames)} semantic frames",
-                              hw=f"{settings.get('kind')} ({settings.get('profile')})")
-        print(f"recording written to {meta} ({n_recorded} samples, {len(anns)} frames annotated)")
+        rng = np.random.default_rng(0)
+        payload = ((rng.standard_normal(student.k_max) + 1j * rng.standard_normal(student.k_max)) / 2).astype(np.complex64)
+        probe = modem.modulate(payload, FrameHeader(seq=0))  # a burst like the ones received: its band
+        meta = recorder.save(args.record, center_freq_hz=settings.get("center_freq_hz"), hw=hw[0],
+                             global_fields=hw[1], band_hz=occupied_band_hz(probe, settings["sample_rate_hz"]),
+                             description=f"sdr-tosc rx: samples around {len(recorder.frames)} semantic frames")
+        if meta is None:
+            print("no frame decoded: nothing recorded")
+        else:
+            print(f"recording written to {meta} ({recorder.kept} samples around {len(recorder.frames)} frames"
+                  f"{', truncated at --record-max-samples' if recorder.truncated else ''})")
     if args.plot is not None:
         _plot(args.plot, last_frames, binned)
         print(f"plot written to {args.plot}")

@@ -1,9 +1,16 @@
-"""The Radio interface every backend implements (zmq, pluto, usrp).
+"""The Radio interface every backend implements (zmq, pluto, usrp, file) and the backend plugin contract.
 
 Samples are ``numpy.complex64``, 1-D, full scale ``|x| <= 1`` (DESIGN.md); each backend converts to its
 driver's convention. Settings are validated properties with units in their names and are checked against
 the device's :class:`~sdr_tosc.radio.profiles.RadioProfile`. Counters of dropped samples, overflows and
 underflows are kept per radio and readable at any time through :attr:`Radio.counters`.
+
+Plugin contract (what :mod:`sdr_tosc.radio.registry` asks of a backend class, so a new backend is one
+module plus one registration line): ``kind`` (its name on the command line), ``default_profile``,
+``probe()`` (can it be used on this machine, and if not what to install; must not fail when the
+hardware library is missing), ``from_uri(uri, role)`` (the settings that open it from the command
+line's ``--uri``), ``uri_help`` and ``packages`` (for ``sdr-tosc info``), ``can_transmit`` and
+``can_receive``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,15 @@ from .profiles import RadioProfile, load_profile
 log = logging.getLogger(__name__)
 
 FULL_SCALE_TOLERANCE = 1.0 + 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendStatus:
+    """Whether a backend is usable here: ``detail`` is version info when it is, what to install when not."""
+
+    name: str
+    usable: bool
+    detail: str
 
 
 @dataclasses.dataclass
@@ -91,6 +107,32 @@ class Radio(abc.ABC):
     """
 
     kind: str = "abstract"
+    #: profile (``hardware/<name>.toml``) used when the caller names none
+    default_profile: str = "zmq"
+    #: what ``--uri`` means for this backend (shown in ``--help``)
+    uri_help: str = ""
+    #: (label, distribution name or None, module) of the libraries it needs, for ``sdr-tosc info``
+    packages: tuple[tuple[str, str | None, str], ...] = ()
+    can_transmit: bool = True
+    can_receive: bool = True
+    #: the device's serial number when the backend can read it (recordings, calibration file names)
+    serial: str | None = None
+
+    @classmethod
+    def probe(cls) -> BackendStatus:
+        """Can this backend be used on this machine? Never raises for a missing library."""
+        return BackendStatus(cls.kind, True, "no hardware library needed")
+
+    @classmethod
+    def from_uri(cls, uri: str | None, role: str) -> dict[str, Any]:
+        """Settings that open this backend from a command line's ``--uri`` for ``role`` (tx, rx or trx)."""
+        if role not in ("tx", "rx", "trx"):
+            raise ValueError(f"radio role must be 'tx', 'rx' or 'trx', got {role!r}")
+        if role in ("tx", "trx") and not cls.can_transmit:
+            raise ValueError(f"the {cls.kind} radio cannot transmit; use it as a receiver only")
+        if role in ("rx", "trx") and not cls.can_receive:
+            raise ValueError(f"the {cls.kind} radio cannot receive; use it as a transmitter only")
+        return {"uri": uri} if uri else {}
 
     def __init__(
         self,
@@ -160,7 +202,10 @@ class Radio(abc.ABC):
 
     def settings(self) -> dict[str, Any]:
         """Current settings (for saving beside results)."""
-        return {"kind": self.kind, "profile": self.profile.name, **self._settings}
+        out = {"kind": self.kind, "profile": self.profile.name, **self._settings}
+        if self.serial:
+            out["serial"] = self.serial
+        return out
 
     def _apply_center_freq_hz(self, value: float) -> None:  # noqa: B027 - optional hook
         pass

@@ -2,35 +2,54 @@
 
 PyPI has no Linux wheel of ``uhd``: install the system package (Debian/Ubuntu ``apt install python3-uhd
 uhd-host``; then ``uhd_images_downloader`` for B2xx FPGA images) and make the virtual environment with
-``--system-site-packages``.
+``--system-site-packages``. The device args ``type=virtual`` open the virtual USRP of
+:mod:`sdr_tosc.radio.virtual_usrp` instead (no hardware, no UHD needed), through this same code.
 
 Rules this backend follows:
 
 * One RX and one TX streamer for the whole session, created once. (``MultiUSRP.recv_num_samps`` makes a
   new streamer per call; called in a loop it leaks them and UHD crashes after some hundred calls.)
 * ``fc32`` on the host (complex64, full scale 1.0 = our convention, no scaling) and ``sc16`` on the wire.
-* Timed start: RX streaming and each rx() in burst mode start at ``time_now + start_delay_s``, so all
-  channels and the TX/RX relation are deterministic; ``tx(iq, at_time_s=...)`` sends a timed burst.
-* Overflows (``O``), late commands, timeouts and TX underflows (``U``, from the async message queue) are
-  counted in :attr:`Radio.counters`; a timeout raises TimeoutError naming the device.
+* RX is continuous streaming: the first ``rx()`` issues one ``start_cont`` stream command timed
+  ``start_delay_s`` ahead; a reader thread then calls ``recv`` without pause and fills a bounded queue
+  (``rx_queue_s`` of samples). ``rx(n)`` takes consecutive samples from that queue, so nothing is missed
+  between calls. When the caller falls behind, the queue fills, the reader waits, the device overflows:
+  the ``ERROR_CODE_OVERFLOW`` in the RX metadata is counted and the samples lost are measured from the
+  jump of the next packet's ``time_spec``. A retune or rate change stops the stream (``stop_cont``);
+  the next ``rx()`` restarts it.
+* TX: each ``tx()`` is one burst (``start_of_burst``/``end_of_burst`` metadata), timed
+  ``start_delay_s`` ahead unless ``at_time_s`` is given. Async messages (underflow, late/time error,
+  sequence error) are drained after every burst and whenever :attr:`counters` is read.
+* A timeout raises TimeoutError naming the device.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import queue
+import threading
 from typing import Any
 
 import numpy as np
 
-from .base import Radio
+from .base import BackendStatus, Radio, RadioCounters
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = ("install UHD's Python API: Debian/Ubuntu `apt install python3-uhd uhd-host` and use a venv "
-                "created with --system-site-packages (PyPI has no Linux wheel of uhd)")
+                "created with --system-site-packages (PyPI has no Linux wheel of uhd); or use the virtual "
+                "USRP with the device args type=virtual")
+
+READ_PACKETS = 8  # packets per recv() call of the reader thread
 
 
-def _import_uhd():
+def _import_uhd(args: str = ""):
+    """The UHD Python module, or the virtual USRP's stand-in for ``type=virtual`` device args."""
+    from . import virtual_usrp
+
+    if virtual_usrp.is_virtual(args):
+        return virtual_usrp
     try:
         import uhd
     except (ImportError, OSError) as exc:
@@ -39,20 +58,43 @@ def _import_uhd():
 
 
 class UsrpRadio(Radio):
-    """A USRP (B200/B210 over USB 3, N210 over Gigabit Ethernet, ...) on one channel.
+    """A USRP (B200/B210 over USB 3, N210 over Gigabit Ethernet, ...) on one channel, or the virtual one.
 
-    ``args``: UHD device arguments, e.g. ``"type=b200"``, ``"serial=3123ABC"``, ``"addr=192.168.10.2"``.
-    ``rx_mode``: ``"burst"`` (each rx(n) is one timed ``num_samps_and_done`` command: nothing overflows
-    between calls) or ``"continuous"`` (stream from the first rx() on; read steadily or it overflows).
+    ``args``: UHD device arguments, e.g. ``"type=b200"``, ``"serial=3123ABC"``, ``"addr=192.168.10.2"``,
+    or ``"type=virtual[,ppm=..,in=..,out=..]"`` (see :mod:`sdr_tosc.radio.virtual_usrp`).
+    ``rx_queue_s``: seconds of samples the host queue holds between the reader thread and ``rx()``.
+    ``start_delay_s``: how far ahead the stream command and untimed bursts are timed.
     """
 
     kind = "usrp"
+    default_profile = "b210"
+    uri_help = "UHD device args: type=b200,serial=..., addr=192.168.10.2, or type=virtual[,ppm=..] (no hardware)"
+    packages = (("uhd", None, "uhd"),)
+
+    @classmethod
+    def probe(cls) -> BackendStatus:
+        try:
+            import uhd
+        except (ImportError, OSError) as exc:
+            return BackendStatus("usrp", True, f"UHD Python API not importable ({exc}): only the virtual USRP "
+                                 "(--uri type=virtual) works; for hardware install the system package "
+                                 "(Debian/Ubuntu: apt install python3-uhd uhd-host) and use a venv made with "
+                                 "--system-site-packages")
+        from .registry import uhd_version
+
+        ver = getattr(uhd, "__version__", None) or uhd_version(uhd)
+        return BackendStatus("usrp", True, f"uhd {ver} importable (and the virtual USRP, --uri type=virtual)")
+
+    @classmethod
+    def from_uri(cls, uri: str | None, role: str) -> dict[str, Any]:
+        super().from_uri(uri, role)
+        return {"args": uri or ""}
 
     def __init__(
         self,
         args: str = "",
         *,
-        center_freq_hz: float = 2.4e9,
+        center_freq_hz: float = 2.44e9,
         sample_rate_hz: float = 1e6,
         tx_gain_db: float = 40.0,
         rx_gain_db: float = 30.0,
@@ -60,7 +102,7 @@ class UsrpRadio(Radio):
         rx_antenna: str | None = "RX2",
         tx_antenna: str | None = "TX/RX",
         bandwidth_hz: float | None = None,
-        rx_mode: str = "burst",
+        rx_queue_s: float = 1.0,
         start_delay_s: float = 0.05,
         timeout_s: float = 3.0,
         wire_format: str = "sc16",
@@ -71,20 +113,22 @@ class UsrpRadio(Radio):
                          tx_gain_db=tx_gain_db, rx_gain_db=rx_gain_db, check_full_scale=check_full_scale)
         if not isinstance(args, str):
             raise TypeError(f"args must be a UHD device-args string like 'type=b200', got {type(args).__name__}")
-        if rx_mode not in ("burst", "continuous"):
-            raise ValueError(f"rx_mode must be 'burst' or 'continuous', got {rx_mode!r}")
         if wire_format not in ("sc16", "sc8"):
             raise ValueError(f"wire_format must be 'sc16' or 'sc8', got {wire_format!r}")
         if not 0 <= start_delay_s <= 10 or not 0 < timeout_s <= 600:
             raise ValueError("start_delay_s must be in [0, 10] s and timeout_s in (0, 600] s")
-        uhd = _import_uhd()
+        if not 0.01 <= rx_queue_s <= 60:
+            raise ValueError(f"rx_queue_s must be in [0.01, 60] s, got {rx_queue_s!r}")
+        uhd = _import_uhd(args)
         self._uhd = uhd
         self.args = args
         self.channel = int(channel)
-        self.rx_mode = rx_mode
+        self.rx_queue_s = float(rx_queue_s)
         self.start_delay_s = float(start_delay_s)
         self.timeout_s = float(timeout_s)
         self._bandwidth_hz = bandwidth_hz
+        self._reader: threading.Thread | None = None
+        self._streaming = False
         try:
             self._usrp = uhd.usrp.MultiUSRP(args)
         except (RuntimeError, LookupError, KeyError, OSError) as exc:
@@ -101,15 +145,20 @@ class UsrpRadio(Radio):
             u.set_rx_antenna(rx_antenna, ch)
         if tx_antenna:
             u.set_tx_antenna(tx_antenna, ch)
+        try:
+            self.serial = str(u.get_usrp_rx_info(ch).get("mboard_serial") or "") or None
+        except (RuntimeError, AttributeError):
+            self.serial = None
         st_args = uhd.usrp.StreamArgs("fc32", wire_format)
         st_args.channels = [ch]
         # the one RX and one TX streamer of this session (never recv_num_samps in a loop)
         self._rx_streamer = u.get_rx_stream(st_args)
         self._tx_streamer = u.get_tx_stream(st_args)
-        self._rx_md = uhd.types.RXMetadata()
         self._max_rx = int(self._rx_streamer.get_max_num_samps())
-        self._rx_buf = np.zeros((1, self._max_rx), np.complex64)
-        self._streaming = False
+        self._queue: queue.Queue = queue.Queue()
+        self._residual = np.zeros(0, np.complex64)
+        self._reader_error: BaseException | None = None
+        self._stop_reader = threading.Event()
         u.set_time_now(uhd.types.TimeSpec(0.0))
 
     # -- settings -------------------------------------------------------------------------------------
@@ -121,6 +170,7 @@ class UsrpRadio(Radio):
 
     def _apply_sample_rate_hz(self, value: float) -> None:
         u, ch = self._usrp, self.channel
+        self._stop_rx()
         u.set_rx_rate(value, ch)
         u.set_tx_rate(value, ch)
         actual = u.get_rx_rate(ch)
@@ -132,84 +182,136 @@ class UsrpRadio(Radio):
             u.set_tx_bandwidth(bw, ch)
         except RuntimeError as exc:  # not every daughterboard has a tunable filter
             log.debug("bandwidth not settable: %s", exc)
-        self._restart_rx()
 
     def _apply_center_freq_hz(self, value: float) -> None:
         uhd, u, ch = self._uhd, self._usrp, self.channel
+        self._stop_rx()
         u.set_rx_freq(uhd.types.TuneRequest(value), ch)
         u.set_tx_freq(uhd.types.TuneRequest(value), ch)
-        self._restart_rx()
 
     def _apply_tx_gain_db(self, value: float) -> None:
         self._usrp.set_tx_gain(value, self.channel)
 
     def _apply_rx_gain_db(self, value: float) -> None:
+        self._stop_rx()  # samples queued at the old gain would mislead a calibration
         self._usrp.set_rx_gain(value, self.channel)
-        self._restart_rx()
 
     def _time_spec(self, delay_s: float):
         t = self._usrp.get_time_now().get_real_secs() + delay_s
         return self._uhd.types.TimeSpec(t)
 
-    # -- RX -------------------------------------------------------------------------------------------
-    def _restart_rx(self) -> None:
-        """After a retune or rate change, stop a continuous stream; it restarts (timed) at the next rx()."""
-        if getattr(self, "_streaming", False):
-            self._stop_stream()
+    def time_now_s(self) -> float:
+        """The device's time in seconds (reset to 0 when the radio was opened)."""
+        return float(self._usrp.get_time_now().get_real_secs())
 
-    def _stop_stream(self) -> None:
-        uhd = self._uhd
-        self._rx_streamer.issue_stream_cmd(uhd.types.StreamCMD(uhd.types.StreamMode.stop_cont))
-        # drain what is in flight so the next read starts clean
-        while self._rx_streamer.recv(self._rx_buf, self._rx_md, 0.1) > 0:
-            pass
-        self._streaming = False
+    # -- RX: one continuous stream, a reader thread, a bounded queue ------------------------------------
+    @property
+    def streaming(self) -> bool:
+        """True while the continuous RX stream runs (from the first rx() to a retune or close)."""
+        return self._streaming
 
-    def _issue(self, n: int | None) -> None:
+    def start_rx(self) -> None:
+        """Start the continuous RX stream now (rx() does it on first use), timed ``start_delay_s`` ahead."""
+        self._check_open()
+        if self._streaming:
+            return
         uhd = self._uhd
-        if n is None:
-            cmd = uhd.types.StreamCMD(uhd.types.StreamMode.start_cont)
-        else:
-            cmd = uhd.types.StreamCMD(uhd.types.StreamMode.num_done)
-            cmd.num_samps = n
+        cmd = uhd.types.StreamCMD(uhd.types.StreamMode.start_cont)
         cmd.stream_now = False
         cmd.time_spec = self._time_spec(self.start_delay_s)
+        chunk = READ_PACKETS * self._max_rx
+        self._queue = queue.Queue(maxsize=max(2, math.ceil(self.rx_queue_s * self.sample_rate_hz / chunk)))
+        self._residual = np.zeros(0, np.complex64)
+        self._reader_error = None
+        self._stop_reader = threading.Event()
         self._rx_streamer.issue_stream_cmd(cmd)
+        self._streaming = True
+        self._reader = threading.Thread(target=self._read_loop, args=(self._stop_reader, self._queue),
+                                        name=f"usrp-rx-{self.args}", daemon=True)
+        self._reader.start()
+
+    def _read_loop(self, stop: threading.Event, q: queue.Queue) -> None:
+        """Reader thread: recv without pause into the bounded queue; count what the metadata reports."""
+        uhd = self._uhd
+        codes = uhd.types.RXMetadataErrorCode
+        md = uhd.types.RXMetadata()
+        streamer = self._rx_streamer
+        fs = self.sample_rate_hz
+        buf = np.zeros((1, READ_PACKETS * self._max_rx), np.complex64)
+        expected: float | None = None  # device time of the next sample
+        c: RadioCounters = self._counters
+        try:
+            while not stop.is_set():
+                k = streamer.recv(buf, md, 0.1)
+                err = md.error_code
+                if err == codes.none or (err == codes.timeout and k):
+                    if k == 0:
+                        continue
+                    if md.has_time_spec:
+                        t = md.time_spec.get_real_secs()
+                        if expected is not None and t > expected + 0.5 / fs:
+                            c.dropped_samples += int(round((t - expected) * fs))
+                        expected = t + k / fs
+                    chunk = buf[0, :k].copy()
+                    while not stop.is_set():  # a full queue makes this thread wait: the device overflows
+                        try:
+                            q.put(chunk, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                elif err == codes.timeout:
+                    continue  # not streaming yet (timed start) or a pause; rx() has its own timeout
+                elif err == codes.overflow:  # 'O': the host did not keep up, the device dropped samples
+                    c.overflows += 1
+                elif err == codes.late:  # the start command reached the device after its time
+                    c.late_bursts += 1
+                    cmd = uhd.types.StreamCMD(uhd.types.StreamMode.start_cont)
+                    cmd.stream_now = True
+                    streamer.issue_stream_cmd(cmd)
+                else:
+                    raise RuntimeError(f"USRP {self.args!r} receive error: {md.strerror()}")
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's next rx()
+            self._reader_error = exc
+
+    def _stop_rx(self) -> None:
+        """Stop the continuous stream and the reader; drop what was queued (it belongs to old settings)."""
+        if not self._streaming:
+            return
+        uhd = self._uhd
+        self._stop_reader.set()
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
+        self._reader = None
+        self._rx_streamer.issue_stream_cmd(uhd.types.StreamCMD(uhd.types.StreamMode.stop_cont))
+        md = uhd.types.RXMetadata()
+        buf = np.zeros((1, self._max_rx), np.complex64)
+        while self._rx_streamer.recv(buf, md, 0.05) > 0:  # drain what is in flight
+            pass
+        self._streaming = False
+        self._residual = np.zeros(0, np.complex64)
 
     def _rx(self, n: int) -> np.ndarray:
-        codes = self._uhd.types.RXMetadataErrorCode
-        if self.rx_mode == "burst":
-            self._issue(n)
-        elif not self._streaming:
-            self._issue(None)
-            self._streaming = True
+        if not self._streaming:
+            self.start_rx()
         out = np.empty(n, np.complex64)
-        got = 0
-        retries = 0
+        got = min(n, self._residual.size)
+        out[:got] = self._residual[:got]
+        self._residual = self._residual[got:]
         timeout = self.timeout_s + self.start_delay_s
         while got < n:
-            k = self._rx_streamer.recv(self._rx_buf[:, : min(self._max_rx, n - got)], self._rx_md, timeout)
-            out[got : got + k] = self._rx_buf[0, :k]
-            got += k
-            err = self._rx_md.error_code
-            if err == codes.none:
-                timeout = self.timeout_s
-                continue
-            if err == codes.timeout:
-                raise TimeoutError(f"USRP {self.args!r} delivered {got} of {n} samples before a "
-                                   f"{timeout:g} s timeout (is the device still connected?)")
-            retries += 1
-            if retries > 100:
-                raise RuntimeError(f"USRP {self.args!r}: giving up after 100 overflows/late commands in one rx()")
-            if err == codes.overflow:  # 'O': the host did not keep up, samples were lost
-                self._counters.overflows += 1
-            elif err == codes.late:  # the timed command reached the device after its time
-                self._counters.late_bursts += 1
-            else:
-                raise RuntimeError(f"USRP receive error: {self._rx_md.strerror()}")
-            if self.rx_mode == "burst" and got < n:  # the burst is broken: stop it, ask for the rest
-                self._stop_stream()
-                self._issue(n - got)
+            if self._reader_error is not None:
+                raise RuntimeError(f"USRP {self.args!r} reader stopped: {self._reader_error}") from self._reader_error
+            try:
+                chunk = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                raise TimeoutError(f"USRP {self.args!r} delivered {got} of {n} samples before a {timeout:g} s "
+                                   "timeout (is the device still connected?)") from None
+            take = min(chunk.size, n - got)
+            out[got:got + take] = chunk[:take]
+            got += take
+            if take < chunk.size:
+                self._residual = chunk[take:]
+            timeout = self.timeout_s
         return out
 
     # -- TX -------------------------------------------------------------------------------------------
@@ -226,35 +328,48 @@ class UsrpRadio(Radio):
             md.has_time_spec = True
             md.time_spec = self._time_spec(self.start_delay_s)
         buf = iq.reshape(1, -1)
-        sent = self._tx_streamer.send(buf, md, self.timeout_s + self.start_delay_s)
-        if sent != iq.size:
-            self._counters.underflows += 1
-            raise TimeoutError(f"USRP {self.args!r} accepted {sent} of {iq.size} samples before the timeout")
+        sent = 0
+        deadline_s = self.timeout_s + self.start_delay_s + iq.size / self.sample_rate_hz
+        while sent < iq.size:  # send() may take part of a long burst per call (flow control)
+            k = self._tx_streamer.send(buf[:, sent:], md, deadline_s)
+            if k == 0:
+                self._poll_async()
+                raise TimeoutError(f"USRP {self.args!r} accepted {sent} of {iq.size} samples before the timeout")
+            sent += k
+            md.start_of_burst = False
+            md.has_time_spec = False
         self._poll_async()
 
     def _poll_async(self, timeout_s: float = 0.0) -> None:
-        """Count TX underflows / sequence and time errors reported by the device."""
+        """Count TX underflows, late bursts and sequence errors reported by the device (async messages)."""
+        if self._closed or self._tx_streamer is None:
+            return
         uhd = self._uhd
         ev = uhd.types.TXMetadataEventCode
         md = uhd.types.TXAsyncMetadata()
         while self._tx_streamer.recv_async_msg(md, timeout_s):
-            if md.event_code in (ev.underflow, ev.underflow_in_packet):
+            code = md.event_code
+            if code in (ev.underflow, ev.underflow_in_packet):
                 self._counters.underflows += 1
-            elif md.event_code == ev.time_error:
+            elif code == ev.time_error:
                 self._counters.late_bursts += 1
-            elif md.event_code in (ev.seq_error, ev.seq_error_in_packet):
+            elif code in (ev.seq_error, ev.seq_error_in_packet):
                 self._counters.dropped_samples += 1  # a lost packet; UHD does not say how many samples
             timeout_s = 0.0
 
-    def time_now_s(self) -> float:
-        """The device's time in seconds (reset to 0 when the radio was opened)."""
-        return float(self._usrp.get_time_now().get_real_secs())
+    @property
+    def counters(self) -> RadioCounters:
+        self._poll_async()
+        return super().counters
 
     def _close(self) -> None:
-        if getattr(self, "_streaming", False):
-            try:
-                self._stop_stream()
-            except RuntimeError:
-                pass
+        try:
+            self._stop_rx()
+        except RuntimeError:
+            pass
+        try:
+            self._poll_async()
+        except RuntimeError:
+            pass
         self._rx_streamer = self._tx_streamer = None
         self._usrp = None

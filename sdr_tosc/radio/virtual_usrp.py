@@ -1,0 +1,662 @@
+"""A virtual USRP with a clock: the subset of UHD's Python API the usrp backend uses, over the channel simulator.
+
+Open it like a USRP, with the device args ``type=virtual``::
+
+    sdr-tosc demo --radio usrp --uri type=virtual                      # TX -> RX of one device
+    sdr-tosc calibrate --tx-radio usrp --tx-uri type=virtual,ppm=4 --rx-radio usrp --rx-uri type=virtual,ppm=-3
+    sdr-tosc rx --radio usrp --uri type=virtual,out=tcp://127.0.0.1:5556   # with `sdr-tosc channel` running
+
+:class:`~sdr_tosc.radio.usrp.UsrpRadio` then uses this module in place of ``import uhd`` and runs its
+real code path: one RX and one TX streamer, stream commands with time specs, RX metadata error codes,
+TX metadata and async messages. The device behaves as UHD reports a USB USRP:
+
+* Samples travel through the ZMQ channel simulator (``sdr-tosc channel``; wire format in
+  :mod:`sdr_tosc.radio.zmq`): TX bursts are pushed to its ``in`` socket when their first sample is due on
+  the air; received samples are requested from its ``out`` socket as the device's sample clock produces
+  them. Without ``in=``/``out=`` the virtual devices of one process share one channel simulator that the
+  first of them starts (a cable with ``path_loss_db`` of attenuation and ``thermal_dbfs`` of noise).
+* Clock: device time runs from ``set_time_now`` at ``1 + ppm 1e-6`` of real time. ``ppm`` is the
+  crystal error: the TX and RX LOs are off by ``ppm 1e-6 fc`` (CFO) and the sample clock by ``ppm``
+  (SCO), consistently. Two devices with ppm a and b show a CFO of ``(a - b) 1e-6 fc`` to each other.
+* RX streaming is paced by that clock: ``start_cont`` (at its ``time_spec`` unless ``stream_now``),
+  ``num_samps_and_done``/``num_samps_and_more`` and ``stop_cont``; a command whose time has passed
+  reports ``ERROR_CODE_LATE_COMMAND``. The device holds ``recv_buffer_samples``; a host that reads too
+  slowly loses what does not fit, and the next ``recv`` reports ``ERROR_CODE_OVERFLOW`` followed by
+  samples whose ``time_spec`` jumps over the gap.
+* TX: ``send`` blocks until all but ``tx_buffer_samples`` of the burst have gone out (flow control);
+  a burst whose ``time_spec`` has passed is dropped and reported as ``EVENT_CODE_TIME_ERROR``; a
+  continuation that arrives after the previous chunk ran out is an ``EVENT_CODE_UNDERFLOW``; every
+  ``end_of_burst`` is acknowledged with ``EVENT_CODE_BURST_ACK`` (all through ``recv_async_msg``).
+* Gain law: the TX sends ``x 10^((tx_gain_db - 89.8) / 20)`` (full scale at maximum gain); the channel
+  applies its path loss and thermal noise; the RX multiplies by ``10^(rx_gain_db / 20)``, adds its own
+  noise at ``noise_floor_dbfs`` and quantises to a 12-bit ADC that clips at full scale. Raising the TX
+  gain raises the SNR dB for dB; raising the RX gain helps until the thermal noise dominates, and too
+  much of either clips.
+
+Device args (comma-separated ``key=value``): ``type=virtual`` (required), ``serial``, ``in``, ``out``,
+``link`` (name of the shared channel, default ``default``), ``ppm``, ``noise_floor_dbfs`` (-75),
+``thermal_dbfs`` (-110) and ``path_loss_db`` (30) for a channel it starts, ``recv_buffer_samples``
+(32768), ``tx_buffer_samples`` (32768), ``seed``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+import types as _types
+import weakref
+from typing import Any
+
+import numpy as np
+
+from .virtual_usrp_types import (
+    RXMetadata,
+    RXMetadataErrorCode,
+    StreamArgs,
+    StreamCMD,
+    StreamMode,
+    TimeSpec,
+    TuneRequest,
+    TXAsyncMetadata,
+    TXMetadata,
+    TXMetadataEventCode,
+    parse_device_args,
+)
+
+log = logging.getLogger(__name__)
+
+TX_MAX_GAIN_DB = 89.8
+RX_MAX_GAIN_DB = 76.0
+ADC_BITS = 12
+MAX_NUM_SAMPS = 2040  # samples per packet, sc16 over USB 3 (what get_max_num_samps reports on a B2xx)
+TICK_S = 0.004
+
+_shared_lock = threading.Lock()
+_shared_channels: dict[str, list] = {}  # link name -> [ChannelSimulator, users]
+
+
+def _acquire_shared_channel(name: str, fs: float, fc: float, args: dict[str, Any]):
+    from ..channel import ChannelSimulator
+
+    with _shared_lock:
+        entry = _shared_channels.get(name)
+        if entry is None or not entry[0].running:
+            ch = ChannelSimulator(snr_db=None, noise_dbfs=args["thermal_dbfs"], path_loss_db=args["path_loss_db"],
+                                  gap_samples=0, gap_jitter_samples=0, sample_rate_hz=fs, center_freq_hz=fc,
+                                  seed=args["seed"]).start()
+            entry = _shared_channels[name] = [ch, 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def _release_shared_channel(name: str) -> None:
+    with _shared_lock:
+        entry = _shared_channels.get(name)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _shared_channels[name]
+            entry[0].stop()
+
+
+class StreamResampler:
+    """Continuous sample-clock conversion (cubic Lagrange): output m is the input at ``m / (1 + ppm 1e-6)``."""
+
+    def __init__(self, ppm: float) -> None:
+        self.ratio = 1.0 + float(ppm) * 1e-6
+        self._buf = np.zeros(1, np.complex64)  # covers input indices [base, base + len)
+        self._base = -1
+        self._m = 0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.ratio == 1.0:
+            return x
+        buf = np.concatenate([self._buf, x])
+        last = self._base + buf.size - 1
+        m_end = int(math.floor((last - 2) * self.ratio)) + 1
+        if m_end <= self._m:
+            self._buf = buf
+            return np.zeros(0, np.complex64)
+        t = np.arange(self._m, m_end, dtype=np.float64) / self.ratio
+        i = np.floor(t).astype(np.int64)
+        mu = t - i
+        j = i - self._base  # local index of x[i]; j - 1 >= 0 by construction
+        xm1, x0, x1, x2 = buf[j - 1], buf[j], buf[j + 1], buf[j + 2]
+        y = (-mu * (mu - 1) * (mu - 2) / 6 * xm1 + (mu + 1) * (mu - 1) * (mu - 2) / 2 * x0
+             - (mu + 1) * mu * (mu - 2) / 2 * x1 + (mu + 1) * mu * (mu - 1) / 6 * x2)
+        self._m = m_end
+        keep = int(math.floor(self._m / self.ratio)) - 1 - self._base
+        keep = max(0, min(keep, buf.size))
+        self._buf = buf[keep:]
+        self._base += keep
+        return y.astype(np.complex64)
+
+
+def quantize(x: np.ndarray, bits: int) -> np.ndarray:
+    """Quantise I and Q to ``bits`` (two's complement full scale 1.0) and clip, as an ADC does."""
+    scale = np.float32(2 ** (bits - 1) - 1)
+    f = x.view(np.float32)
+    q = np.clip(np.rint(f * scale), -scale - 1, scale) / scale
+    return q.astype(np.float32).view(np.complex64)
+
+
+class _Core:
+    """The device: its clock, settings, RX producer and TX scheduler (one thread), buffers and events."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.args = args
+        self.ppm = args["ppm"]
+        self.serial = args["serial"]
+        self.lock = threading.Condition()
+        self.rx_rate = self.tx_rate = 1e6
+        self.rx_freq = self.tx_freq = 2.44e9
+        self.rx_gain = 30.0
+        self.tx_gain = 40.0
+        self.rx_ant, self.tx_ant = "RX2", "TX/RX"
+        self.rx_bw = self.tx_bw = 1e6
+        self.rng = np.random.default_rng(args["seed"])
+        # clock: device time = t_set + (mono - mono_set) * (1 + ppm 1e-6)
+        self._t_set, self._mono_set = 0.0, time.monotonic()
+        # RX state
+        self.rx_cmd: StreamCMD | None = None
+        self.rx_streaming = False
+        self.rx_remaining = -1  # samples left of a num_samps command (-1: continuous)
+        self.rx_more = False
+        self.rx_mono_start = 0.0
+        self.rx_pulled = 0  # channel samples taken since the stream started
+        self.rx_produced = 0  # device samples produced since the stream started
+        self.rx_t0 = 0.0  # device time of the first sample of the stream
+        self.rx_queue: collections.deque = collections.deque()  # [kind, time_s, samples] packets
+        self.rx_queued = 0
+        self.rx_overflowing = False
+        self.rx_resampler: StreamResampler | None = None
+        self.rx_rotator = None
+        # TX state
+        self.tx_queue: collections.deque = collections.deque()  # [mono_due, samples, sob, eob]
+        self.tx_air_end_mono = 0.0  # when the last queued sample leaves the antenna (real time)
+        self.tx_in_burst = False
+        self.tx_dropping = False
+        self.tx_rotator = None
+        self.events: collections.deque = collections.deque()  # (mono_due, code, time_s)
+        self.stats = {"rx_overflows": 0, "rx_dropped_samples": 0, "tx_underflows": 0, "tx_late": 0,
+                      "rx_late_commands": 0}
+        # transport
+        self._tx_link = None
+        self._rx_link = None
+        self._shared: str | None = None
+        self.closed = False
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, name=f"virtual-usrp-{self.serial}", daemon=True)
+        self.thread.start()
+
+    # -- clock ----------------------------------------------------------------------------------------
+    def now(self) -> float:
+        return self._t_set + (time.monotonic() - self._mono_set) * (1.0 + self.ppm * 1e-6)
+
+    def mono_at(self, t_dev: float) -> float:
+        return self._mono_set + (t_dev - self._t_set) / (1.0 + self.ppm * 1e-6)
+
+    def set_time(self, t: float) -> None:
+        with self.lock:
+            self._t_set, self._mono_set = float(t), time.monotonic()
+
+    # -- transport ------------------------------------------------------------------------------------
+    def _endpoints(self) -> tuple[str | None, str | None]:
+        a = self.args
+        if a["in"] or a["out"]:
+            return a["in"], a["out"]
+        if self._shared is None:
+            ch = _acquire_shared_channel(a["link"], self.rx_rate, self.rx_freq, a)
+            self._shared = a["link"]
+            self._ch_endpoints = (ch.in_endpoint, ch.out_endpoint)
+        return self._ch_endpoints
+
+    def _link(self, direction: str):
+        from .zmq import ZmqRadio
+
+        attr = f"_{direction}_link"
+        if getattr(self, attr) is None:
+            ep_in, ep_out = self._endpoints()
+            ep = ep_in if direction == "tx" else ep_out
+            if ep is None:
+                raise RuntimeError(f"virtual USRP {self.serial}: no {'in' if direction == 'tx' else 'out'}= "
+                                   f"channel endpoint in its device args, so it cannot "
+                                   f"{'transmit' if direction == 'tx' else 'receive'}")
+            kw = {"tx_endpoint": ep} if direction == "tx" else {"rx_endpoint": ep}
+            setattr(self, attr, ZmqRadio(**kw, sample_rate_hz=self.rx_rate, center_freq_hz=self.rx_freq,
+                                         check_full_scale=False, timeout_s=5.0, max_outstanding=1))
+        return getattr(self, attr)
+
+    def connect(self, direction: str) -> None:
+        """Connect the transport when a streamer is made (a device without that endpoint connects never)."""
+        a = self.args
+        if a["in" if direction == "tx" else "out"] or not (a["in"] or a["out"]):
+            link = self._link(direction)
+            if direction == "rx":
+                link.rx(1)  # open the TCP connection now, not in the first paced read
+
+    # -- RX -------------------------------------------------------------------------------------------
+    def issue(self, cmd: StreamCMD) -> None:
+        with self.lock:
+            mode = cmd.mode
+            if mode is StreamMode.stop_cont:
+                self.rx_streaming = False
+                self.rx_cmd = None
+                self.lock.notify_all()
+                return
+            now = self.now()
+            if not cmd.stream_now and cmd.time_spec.get_real_secs() < now:
+                self.stats["rx_late_commands"] += 1
+                self.rx_queue.append(["late", now, None])
+                self.lock.notify_all()
+                return
+            t0 = now if cmd.stream_now else cmd.time_spec.get_real_secs()
+            if self.rx_streaming and self.rx_more:  # a chained num_samps_and_more continues the stream
+                self.rx_remaining = int(cmd.num_samps)
+                self.rx_more = mode is StreamMode.num_more
+                return
+            self.rx_cmd = cmd
+            self.rx_streaming = True
+            self.rx_remaining = -1 if mode is StreamMode.start_cont else int(cmd.num_samps)
+            self.rx_more = mode is StreamMode.num_more
+            self.rx_t0 = t0
+            self.rx_mono_start = self.mono_at(t0)
+            self.rx_pulled = self.rx_produced = 0
+            self.rx_resampler = StreamResampler(self.ppm)
+            from ..channel.impairments import PhaseRotator
+
+            self.rx_rotator = PhaseRotator(-self.ppm * 1e-6 * self.rx_freq, self.rx_rate)
+
+    def _rx_step(self) -> None:
+        with self.lock:
+            if not self.rx_streaming or time.monotonic() < self.rx_mono_start:
+                return
+            fs = self.rx_rate
+            due = int((time.monotonic() - self.rx_mono_start) * fs) - self.rx_pulled
+        if due <= 0:
+            return
+        link = self._link("rx")
+        while due > 0:
+            n = min(due, 8192)
+            x = link.rx(n)
+            due -= n
+            with self.lock:
+                if not self.rx_streaming:
+                    return
+                self.rx_pulled += n
+                y = self.rx_resampler(x)
+                y = self.rx_rotator(y)
+                g = np.float32(10.0 ** (self.rx_gain / 20.0))
+                y = y * g
+                sigma = np.float32(math.sqrt(10.0 ** (self.args["noise_floor_dbfs"] / 10.0) / 2.0))
+                y += (self.rng.standard_normal(2 * y.size, dtype=np.float32) * sigma).view(np.complex64)
+                y = quantize(y, ADC_BITS)
+                if self.rx_remaining >= 0:
+                    y = y[: self.rx_remaining]
+                t = self.rx_t0 + self.rx_produced / fs
+                self.rx_produced += y.size
+                done = False
+                if self.rx_remaining >= 0:
+                    self.rx_remaining -= y.size
+                    done = self.rx_remaining == 0
+                self._deliver(y, t, end_of_burst=done and not self.rx_more)
+                if done:
+                    if self.rx_more:  # the host did not chain the next command in time
+                        self.rx_queue.append(["broken_chain", t, None])
+                    self.rx_streaming = False
+                    self.lock.notify_all()
+                    return
+
+    def _deliver(self, y: np.ndarray, t: float, end_of_burst: bool) -> None:
+        room = self.args["recv_buffer_samples"] - self.rx_queued
+        if y.size > room:  # the host did not keep up: the device drops what does not fit
+            if not self.rx_overflowing:
+                self.rx_queue.append(["overflow", t, None])
+                self.stats["rx_overflows"] += 1
+                self.rx_overflowing = True
+            self.stats["rx_dropped_samples"] += y.size - max(room, 0)
+            y = y[: max(room, 0)]
+            end_of_burst = False
+        elif self.rx_overflowing and room > self.args["recv_buffer_samples"] // 2:
+            self.rx_overflowing = False
+        if y.size:
+            self.rx_queue.append(["data", t, y, end_of_burst])
+            self.rx_queued += y.size
+        self.lock.notify_all()
+
+    def recv(self, buf: np.ndarray, md: RXMetadata, timeout: float) -> int:
+        deadline = time.monotonic() + max(0.0, float(timeout))
+        with self.lock:
+            while not self.rx_queue:
+                self._check_alive()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    md._set(RXMetadataErrorCode.timeout)
+                    return 0
+                self.lock.wait(min(left, 0.05))
+            head = self.rx_queue[0]
+            kind = head[0]
+            if kind != "data":
+                self.rx_queue.popleft()
+                code = {"overflow": RXMetadataErrorCode.overflow, "late": RXMetadataErrorCode.late,
+                        "broken_chain": RXMetadataErrorCode.broken_chain}[kind]
+                md._set(code, time_spec=TimeSpec(head[1]))
+                return 0
+            fs = self.rx_rate
+            want = buf.shape[1]
+            got = 0
+            t_first = head[1]
+            eob = False
+            while self.rx_queue and got < want and self.rx_queue[0][0] == "data":
+                k, t, y, end = self.rx_queue[0]
+                if got and abs(t - (t_first + got / fs)) > 0.5 / fs:
+                    break  # not contiguous: the next recv starts at the new time
+                take = min(y.size, want - got)
+                buf[0, got:got + take] = y[:take]
+                got += take
+                self.rx_queued -= take
+                if take == y.size:
+                    self.rx_queue.popleft()
+                    eob = end
+                    if eob:
+                        break
+                else:
+                    self.rx_queue[0] = [k, t + take / fs, y[take:], end]
+            md._set(RXMetadataErrorCode.none, time_spec=TimeSpec(t_first), end_of_burst=eob)
+            return got
+
+    # -- TX -------------------------------------------------------------------------------------------
+    def send(self, buf: np.ndarray, md: TXMetadata, timeout: float) -> int:
+        fs = self.tx_rate
+        n = buf.shape[1]
+        x = np.ascontiguousarray(buf[0], dtype=np.complex64)
+        with self.lock:
+            self._check_alive()
+            now_mono = time.monotonic()
+            sob = bool(md.start_of_burst) or not self.tx_in_burst
+            if sob:
+                self.tx_dropping = False
+                if md.has_time_spec:
+                    t_air = md.time_spec.get_real_secs()
+                    if t_air < self.now():  # late: the device drops the burst and says so
+                        self.stats["tx_late"] += 1
+                        self.events.append((now_mono, TXMetadataEventCode.time_error, t_air))
+                        self.tx_dropping = True
+                        self.tx_in_burst = not md.end_of_burst
+                        self.lock.notify_all()
+                        return n
+                    due = self.mono_at(t_air)
+                else:
+                    due = max(now_mono, self.tx_air_end_mono)
+            else:
+                if self.tx_dropping:
+                    self.tx_in_burst = not md.end_of_burst
+                    return n
+                due = self.tx_air_end_mono
+                if due < now_mono:  # the previous chunk ran out before this one arrived
+                    self.stats["tx_underflows"] += 1
+                    self.events.append((now_mono, TXMetadataEventCode.underflow, self.now()))
+                    due = now_mono
+            # flow control: accept what fits in the device buffer by the deadline
+            buffer_s = self.args["tx_buffer_samples"] / fs
+            limit = now_mono + max(0.0, float(timeout))
+            accept = n if due + n / fs - buffer_s <= limit else max(0, int((limit - due + buffer_s) * fs))
+            accept = min(n, accept)
+            if accept:
+                eob = bool(md.end_of_burst) and accept == n
+                self.tx_queue.append([due, x[:accept], sob, eob])
+                self.tx_air_end_mono = due + accept / fs
+                self.tx_in_burst = not eob
+                self.lock.notify_all()
+            wait_until = min(limit, due + accept / fs - buffer_s)
+        while time.monotonic() < wait_until:
+            time.sleep(min(0.01, wait_until - time.monotonic()))
+        return accept
+
+    def _tx_step(self) -> None:
+        from ..channel.impairments import PhaseRotator, resample_sco
+
+        while True:
+            with self.lock:
+                if not self.tx_queue or self.tx_queue[0][0] > time.monotonic():
+                    return
+                due, x, sob, eob = self.tx_queue.popleft()
+                # chunks of the same burst already queued go out together (they follow without a gap)
+                parts = [x]
+                while self.tx_queue and not self.tx_queue[0][2] and not eob:
+                    _, x2, _, eob = self.tx_queue.popleft()
+                    parts.append(x2)
+                x = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                if sob or self.tx_rotator is None:
+                    self.tx_rotator = PhaseRotator(self.ppm * 1e-6 * self.tx_freq, self.tx_rate,
+                                                   float(self.rng.uniform(0, 2 * np.pi)))
+                gain_db = self.tx_gain - TX_MAX_GAIN_DB
+                t_end = self.mono_to_dev(due) + x.size / self.tx_rate
+                ppm_true = (1.0 / (1.0 + self.ppm * 1e-6) - 1.0) * 1e6
+                y = quantize(x, 16)  # the DAC clips at full scale
+                y = self.tx_rotator(y)
+                y = resample_sco(y, ppm_true) if self.ppm else y
+            link = self._link("tx")
+            link.tx_gain_db = gain_db
+            link.tx(y, start_of_burst=sob, end_of_burst=eob)
+            if eob:
+                with self.lock:
+                    self.events.append((self.mono_at(t_end), TXMetadataEventCode.burst_ack, t_end))
+                    self.lock.notify_all()
+
+    def mono_to_dev(self, mono: float) -> float:
+        return self._t_set + (mono - self._mono_set) * (1.0 + self.ppm * 1e-6)
+
+    def recv_async(self, md: TXAsyncMetadata, timeout: float) -> bool:
+        deadline = time.monotonic() + max(0.0, float(timeout))
+        with self.lock:
+            while True:
+                if self.events and self.events[0][0] <= time.monotonic():
+                    _, code, t = self.events.popleft()
+                    md._set(code, TimeSpec(t))
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.lock.wait(min(left, 0.02))
+
+    # -- the device's thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self.closed:
+            try:
+                self._tx_step()
+                self._rx_step()
+            except Exception as exc:  # noqa: BLE001 - reported to the host at its next call
+                log.error("virtual USRP %s stopped: %s", self.serial, exc)
+                with self.lock:
+                    self.error = exc
+                    self.lock.notify_all()
+                return
+            with self.lock:
+                wake = TICK_S
+                if self.tx_queue:
+                    wake = min(wake, max(0.0, self.tx_queue[0][0] - time.monotonic()))
+                if wake > 0:
+                    self.lock.wait(wake)
+
+    def _check_alive(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"virtual USRP {self.serial} is closed")
+        if self.error is not None:
+            raise RuntimeError(f"virtual USRP {self.serial}: transport to the channel simulator failed: "
+                               f"{self.error}")
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.lock.notify_all()
+        if self.thread is not threading.current_thread():
+            self.thread.join(timeout=5)
+        for link in (self._tx_link, self._rx_link):
+            if link is not None:
+                link.close()
+        self._tx_link = self._rx_link = None
+        if self._shared is not None:
+            _release_shared_channel(self._shared)
+            self._shared = None
+
+
+class RxStreamer:
+    def __init__(self, core: _Core, args: StreamArgs) -> None:
+        self._core = core
+        self._args = args
+
+    def get_max_num_samps(self) -> int:
+        return MAX_NUM_SAMPS
+
+    def get_num_channels(self) -> int:
+        return len(self._args.channels) or 1
+
+    def issue_stream_cmd(self, cmd: StreamCMD) -> None:
+        self._core._check_alive()
+        self._core.issue(cmd)
+
+    def recv(self, buf: np.ndarray, md: RXMetadata, timeout: float = 0.1, one_packet: bool = False) -> int:
+        if not (isinstance(buf, np.ndarray) and buf.dtype == np.complex64 and buf.ndim == 2):
+            raise RuntimeError("recv buffer must be a complex64 array of shape (channels, samples) for fc32")
+        if one_packet:
+            buf = buf[:, :MAX_NUM_SAMPS]
+        return self._core.recv(buf, md, timeout)
+
+
+class TxStreamer:
+    def __init__(self, core: _Core, args: StreamArgs) -> None:
+        self._core = core
+        self._args = args
+
+    def get_max_num_samps(self) -> int:
+        return MAX_NUM_SAMPS
+
+    def send(self, buf: np.ndarray, md: TXMetadata, timeout: float = 0.1) -> int:
+        if not (isinstance(buf, np.ndarray) and buf.dtype == np.complex64 and buf.ndim == 2):
+            raise RuntimeError("send buffer must be a complex64 array of shape (channels, samples) for fc32")
+        return self._core.send(buf, md, timeout)
+
+    def recv_async_msg(self, md: TXAsyncMetadata, timeout: float = 0.1) -> bool:
+        return self._core.recv_async(md, timeout)
+
+
+class MultiUSRP:
+    """The part of ``uhd.usrp.MultiUSRP`` the usrp backend uses, for ``type=virtual`` device args."""
+
+    def __init__(self, args: str = "") -> None:
+        parsed = parse_device_args(args)
+        self._core = _Core(parsed)
+        weakref.finalize(self, self._core.shutdown)
+
+    # settings (UHD coerces out-of-range values to the nearest possible one)
+    def set_rx_rate(self, rate: float, chan: int = 0) -> None:
+        self._core.rx_rate = float(rate)
+
+    def set_tx_rate(self, rate: float, chan: int = 0) -> None:
+        self._core.tx_rate = float(rate)
+
+    def get_rx_rate(self, chan: int = 0) -> float:
+        return self._core.rx_rate
+
+    def get_tx_rate(self, chan: int = 0) -> float:
+        return self._core.tx_rate
+
+    def set_rx_bandwidth(self, bw: float, chan: int = 0) -> None:
+        self._core.rx_bw = float(bw)
+
+    def set_tx_bandwidth(self, bw: float, chan: int = 0) -> None:
+        self._core.tx_bw = float(bw)
+
+    def set_rx_freq(self, tune: TuneRequest, chan: int = 0) -> None:
+        self._core.rx_freq = float(tune.target_freq)
+
+    def set_tx_freq(self, tune: TuneRequest, chan: int = 0) -> None:
+        self._core.tx_freq = float(tune.target_freq)
+
+    def get_rx_freq(self, chan: int = 0) -> float:
+        return self._core.rx_freq
+
+    def get_tx_freq(self, chan: int = 0) -> float:
+        return self._core.tx_freq
+
+    def set_rx_gain(self, gain: float, chan: int = 0) -> None:
+        self._core.rx_gain = min(max(float(gain), 0.0), RX_MAX_GAIN_DB)
+
+    def set_tx_gain(self, gain: float, chan: int = 0) -> None:
+        self._core.tx_gain = min(max(float(gain), 0.0), TX_MAX_GAIN_DB)
+
+    def get_rx_gain(self, chan: int = 0) -> float:
+        return self._core.rx_gain
+
+    def get_tx_gain(self, chan: int = 0) -> float:
+        return self._core.tx_gain
+
+    def set_rx_antenna(self, ant: str, chan: int = 0) -> None:
+        if ant not in ("RX2", "TX/RX"):
+            raise RuntimeError(f"virtual USRP: no RX antenna {ant!r} (RX2, TX/RX)")
+        self._core.rx_ant = ant
+
+    def set_tx_antenna(self, ant: str, chan: int = 0) -> None:
+        if ant != "TX/RX":
+            raise RuntimeError(f"virtual USRP: no TX antenna {ant!r} (TX/RX)")
+        self._core.tx_ant = ant
+
+    def set_time_now(self, t: TimeSpec) -> None:
+        self._core.set_time(t.get_real_secs())
+
+    def get_time_now(self, mboard: int = 0) -> TimeSpec:
+        return TimeSpec(self._core.now())
+
+    def get_usrp_rx_info(self, chan: int = 0) -> dict[str, str]:
+        return {"mboard_id": "B210 (virtual)", "mboard_name": "virtual", "mboard_serial": self._core.serial,
+                "rx_id": "FE-RX2 (virtual)", "rx_antenna": self._core.rx_ant}
+
+    def get_usrp_tx_info(self, chan: int = 0) -> dict[str, str]:
+        return {"mboard_id": "B210 (virtual)", "mboard_name": "virtual", "mboard_serial": self._core.serial,
+                "tx_id": "FE-TX2 (virtual)", "tx_antenna": self._core.tx_ant}
+
+    def get_rx_stream(self, args: StreamArgs) -> RxStreamer:
+        _check_formats(args)
+        self._core.connect("rx")
+        return RxStreamer(self._core, args)
+
+    def get_tx_stream(self, args: StreamArgs) -> TxStreamer:
+        _check_formats(args)
+        self._core.connect("tx")
+        return TxStreamer(self._core, args)
+
+    def virtual_stats(self) -> dict[str, int]:
+        """What the device counted on its side (overflows, dropped samples, underflows, late bursts)."""
+        with self._core.lock:
+            return dict(self._core.stats)
+
+    def recv_num_samps(self, *args: Any, **kwargs: Any):
+        raise RuntimeError("recv_num_samps makes a new streamer per call; UHD leaks them when it is called in "
+                           "a loop. Use one rx streamer (get_rx_stream) for the session")
+
+
+def _check_formats(args: StreamArgs) -> None:
+    if args.cpu_format != "fc32":
+        raise RuntimeError(f"virtual USRP: host format {args.cpu_format!r} is not supported; use fc32")
+    if args.otw_format not in ("sc16", "sc8"):
+        raise RuntimeError(f"virtual USRP: wire format {args.otw_format!r} is not supported; use sc16 or sc8")
+
+
+#: ``uhd.usrp`` and ``uhd.types`` as the backend uses them
+usrp = _types.SimpleNamespace(MultiUSRP=MultiUSRP, StreamArgs=StreamArgs)
+types = _types.SimpleNamespace(
+    TimeSpec=TimeSpec, TuneRequest=TuneRequest, StreamCMD=StreamCMD, StreamMode=StreamMode,
+    RXMetadata=RXMetadata, RXMetadataErrorCode=RXMetadataErrorCode, TXMetadata=TXMetadata,
+    TXAsyncMetadata=TXAsyncMetadata, TXMetadataEventCode=TXMetadataEventCode,
+)
+__version__ = "virtual (UHD 4.3 API subset)"
+
+
+def is_virtual(args: str) -> bool:
+    """True when UHD device args ask for this virtual device (``type=virtual``)."""
+    return isinstance(args, str) and any(p.strip().replace(" ", "") == "type=virtual" for p in args.split(","))
