@@ -82,6 +82,9 @@ def run_campaign(
             "snr_db_std": float(snrs.std()) if snrs.size else None,
             "snr_true_db_mean": float(true.mean()) if true.size else None,
             "symbols_mean": report.symbols_mean, "images": report.images,
+            "air_samples_per_image": report.air_samples_per_image, "bursts": report.bursts,
+            "payload_air_fraction": report.symbols_mean / report.air_samples_per_image
+            if report.air_samples_per_image else None,
         }
         results.append(point)
         for f in report.frames:

@@ -19,6 +19,8 @@ from .linkargs import (
     modem_config,
     open_radio_from,
     parse_opts,
+    radio_kinds,
+    uri_help,
 )
 
 HELP = "loopback demo: student encoder -> OFDM modem -> zmq radio -> simulated air -> receiver -> class"
@@ -29,6 +31,8 @@ EXAMPLES = """
   # one full-duplex radio, TX port cabled to RX port through a 30 dB attenuator:
   sdr-tosc demo --radio pluto --uri ip:192.168.2.1 --center-freq-hz 915e6 --tx-gain-db -20 --rx-gain-db 30 \
       --radio-opt tx_cyclic=true
+  # a virtual USRP (no hardware): its TX reaches its RX through a channel simulator it starts
+  sdr-tosc demo --radio usrp --uri type=virtual --images 50
   # the same against the in-repo Pluto emulator (python -m sdr_tosc.radio.iiod_emulator --port 30431):
   sdr-tosc demo --radio pluto --uri ip:127.0.0.1:30431 --images 50
 """
@@ -37,8 +41,9 @@ EXAMPLES = """
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_student_args(p)
     g = p.add_argument_group("one real radio in loopback (instead of the simulator)")
-    g.add_argument("--radio", choices=("pluto", "usrp"), help="a full-duplex radio whose TX is cabled to its RX")
-    g.add_argument("--uri", help="its address: Pluto URI (ip:192.168.2.1) or USRP device args (type=b200)")
+    kinds = [k for k in radio_kinds(transmit=True, receive=True) if k != "zmq"]
+    g.add_argument("--radio", choices=kinds, help="a full-duplex radio whose TX is cabled to its RX")
+    g.add_argument("--uri", help=f"its address ({uri_help(kinds)})")
     g.add_argument("--radio-opt", action="append", default=[], metavar="KEY=VALUE", help="extra radio setting")
     g.add_argument("--center-freq-hz", type=float, help="RF centre frequency")
     g.add_argument("--tx-gain-db", dest="radio_tx_gain_db", type=float, help="TX gain (Pluto: -89.75..0)")
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         chan = None
         # a real radio delivers TX samples after its kernel's RX queue (Pluto: 4 x 32768 samples), so wait longer
         link = link_config(args, pack_bursts=True, rx_slack_samples=int(0.5 * args.sample_rate_hz))
-        radio = open_radio_from(args.radio, args.uri, "tx", parse_opts(args.radio_opt, "--radio-opt"), args)
+        radio = open_radio_from(args.radio, args.uri, "trx", parse_opts(args.radio_opt, "--radio-opt"), args)
         where = f"{radio!r} (TX looped to RX)"
         ctx = open_radio_loopback(student, radio, link, mcfg, feedback=not args.no_feedback)
     else:
@@ -92,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         + (f"  (channel truth {np.mean(true):.2f} dB; bias {bias:+.2f} dB, rms error {rms:.2f} dB)" if true.size else ""),
         f"CFO estimate        {report.cfo_hz_mean:8.1f} Hz" + (f" (set {chan['cfo_hz']:g} Hz)" if chan else ""),
         f"symbols per image   {airtime:6.1f}      (adaptive: chosen from the fed-back SNR)",
+        f"air per image       {report.air_samples_per_image:6.1f} samples ({report.bursts} bursts; "
+        f"{100 * airtime / report.air_samples_per_image:.1f} % of the air carries semantic symbols)",
         f"throughput          {report.images_per_s:6.1f} images/s end to end ({report.wall_s:.1f} s)",
         f"radio counters      tx {counters['tx']['tx_bursts']} bursts, rx {counters['rx']['rx_samples']} samples, "
         f"dropped {counters['rx']['dropped_samples']}, overflows {counters['rx']['overflows']}, "
@@ -101,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         _plot(args.plot, report, last_frames, last_chunk, images, labels, classes, args.sample_rate_hz)
         print(f"plot written to {args.plot}")
-    write_result(args.json, {"summary": report.summary(), "snr_estimate_bias_db": bias, "snr_estimate_rms_db": rms,
+    write_result(args.json, {"summary": report.summary(), "air_samples_per_image": report.air_samples_per_image,
+                             "payload_air_fraction": airtime / report.air_samples_per_image,
+                             "snr_estimate_bias_db": bias, "snr_estimate_rms_db": rms,
                              "radio_counters": counters, "frames": report.frames},
                  {"link": link, "modem": mcfg, **({"channel": chan} if chan else {})})
     return 0

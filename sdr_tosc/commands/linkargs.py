@@ -98,7 +98,12 @@ def dataclass_fields(cfg: Any) -> dict[str, Any]:
 
 def add_link_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("link")
-    g.add_argument("--batch-size", type=int, default=16, help="images encoded per batch (default %(default)s)")
+    g.add_argument("--batch-size", type=int, default=64,
+                   help="images encoded per batch, with one fed-back SNR (default %(default)s)")
+    g.add_argument("--images-per-burst", type=int, default=64,
+                   help="images aggregated into one burst, 1..64: one preamble and header for all (default %(default)s)")
+    g.add_argument("--robust-below-db", type=float, default=5.0,
+                   help="fed-back SNR below which bursts carry the long low-SNR header (default %(default)s)")
     g.add_argument("--initial-snr-db", type=float, default=10.0,
                    help="SNR the transmitter assumes before the first feedback report (default %(default)s)")
     g.add_argument("--no-feedback", action="store_true", help="no SNR feedback: the encoder keeps --initial-snr-db")
@@ -108,7 +113,8 @@ def add_link_args(p: argparse.ArgumentParser) -> None:
 def link_config(args: argparse.Namespace, **extra: Any) -> Any:
     from ..link import LinkConfig
 
-    return LinkConfig(batch_size=args.batch_size, initial_snr_db=args.initial_snr_db, **extra)
+    return LinkConfig(batch_size=args.batch_size, images_per_burst=args.images_per_burst,
+                      robust_below_db=args.robust_below_db, initial_snr_db=args.initial_snr_db, **extra)
 
 
 def modem_config(args: argparse.Namespace) -> Any:

@@ -1,13 +1,17 @@
 """The semantic link: transmitter, receiver and a run that ties them to radios.
 
-Transmitter (:class:`SemanticTransmitter`): images -> ``student.encode(images, snr_fb)`` -> one modem burst
-per image (header: ``seq``, ``kind=KIND_SEMANTIC``, ``length`` = symbols sent, ``snr_report_db`` = the SNR
-the encoder was conditioned on) -> ``radio.tx``. ``snr_fb`` is the receiver's smoothed report from the
-feedback channel (:mod:`sdr_tosc.link.feedback`), or the initial guess before any report arrived.
+Transmitter (:class:`SemanticTransmitter`): images -> ``student.encode(images, snr_fb)`` -> modem bursts of
+up to ``LinkConfig.images_per_burst`` images each (aggregation: one preamble and header per burst; header
+``seq`` = the first image's, ``items`` = images in the burst, ``length`` = their symbols,
+``kind=KIND_SEMANTIC``, ``snr_report_db`` = the SNR the encoder was conditioned on, ``robust`` = the long
+low-SNR header) -> ``radio.tx``. ``snr_fb`` is the receiver's smoothed report from the feedback channel
+(:mod:`sdr_tosc.link.feedback`), or the initial guess before any report arrived. The long header is used
+below ``LinkConfig.robust_below_db`` and whenever no fresh report arrives (the receiver may not hear us).
 
 Receiver (:class:`SemanticReceiver`): ``radio.rx`` chunks -> :class:`~sdr_tosc.modem.StreamReceiver`
--> for every frame whose header CRC passed: ``student.decode(symbols, snr_dec)`` -> class, and a feedback
-report ``(seq, snr_db, cfo_hz)`` to the transmitter.
+-> for every burst whose header CRC passed: ``student.decode(symbols, snr_dec)`` for each of its images ->
+classes, and one feedback report ``(seq, snr_db, cfo_hz)`` per burst to the transmitter. A lost burst loses
+all of its images.
 
 ``snr_dec`` is the frame's post-equalisation SNR: the modem reports, per payload symbol, the noise variance
 after zero-forcing (``RxFrame.noise_var``, unit-power symbols), so ``snr_dec = -10 log10(mean(noise_var))``.
@@ -42,7 +46,10 @@ class LinkConfig:
     """Settings of a link run (saved beside results).
 
     Attributes:
-        batch_size: images encoded per call (one burst each).
+        batch_size: images encoded per call (with one SNR from the feedback).
+        images_per_burst: images aggregated into one burst (1..64; fewer when their symbols exceed the
+            modem's ``max_payload_symbols``). 64 puts about 49 % of the air on payload symbols at 10 dB.
+        robust_below_db: fed-back SNR below which bursts carry the long (low-SNR) header.
         initial_snr_db: SNR the transmitter assumes before the first feedback report.
         pack_bursts: send a batch as one ``tx`` call with ``gap_samples`` zeros between bursts (real radios);
             otherwise one ``tx`` call per burst (the channel simulator then spaces bursts itself and reports
@@ -53,7 +60,9 @@ class LinkConfig:
         feedback_alpha: EWMA weight of a new SNR report at the transmitter.
     """
 
-    batch_size: int = 16
+    batch_size: int = 64
+    images_per_burst: int = 64
+    robust_below_db: float = 5.0
     initial_snr_db: float = 10.0
     pack_bursts: bool = False
     gap_samples: int = 400
@@ -64,6 +73,10 @@ class LinkConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"LinkConfig.batch_size must be >= 1, got {self.batch_size}")
+        if not 1 <= self.images_per_burst <= 64:
+            raise ValueError(f"LinkConfig.images_per_burst must be from 1 to 64, got {self.images_per_burst}")
+        if not math.isfinite(self.robust_below_db):
+            raise ValueError(f"LinkConfig.robust_below_db must be finite, got {self.robust_below_db}")
         if not math.isfinite(self.initial_snr_db):
             raise ValueError(f"LinkConfig.initial_snr_db must be finite, got {self.initial_snr_db}")
         if self.gap_samples < 0 or self.rx_chunk_samples < 1 or self.rx_slack_samples < 0:
@@ -74,11 +87,17 @@ class LinkConfig:
 
 @dataclass
 class SentFrame:
+    """One image sent (several share a burst)."""
+
     seq: int
     index: int  # position of the image in the run
     n_symbols: int
     snr_tx_db: float  # SNR the encoder was conditioned on
-    burst_samples: int
+    burst_samples: int  # samples of the burst that carried it (counted once per burst: see ``first``)
+    burst: int = 0  # burst number in the run
+    first: bool = True  # the first image of its burst
+    air_samples: float = 0.0  # this image's share of the air: (burst + gap) / images in the burst
+    robust: bool = False
 
 
 @dataclass
@@ -91,8 +110,10 @@ class FrameResult:
     snr_dec_db: float  # post-equalisation SNR given to the decoder
     cfo_hz: float
     n_symbols: int
-    start: int
+    start: int  # first sample of the burst that carried it
     snr_tx_db: float | None  # what the encoder assumed (from the header)
+    end: int = 0  # one past the burst's last sample
+    items: int = 1  # images in that burst
 
 
 def decoder_snr_db(frame: RxFrame) -> float:
@@ -110,45 +131,73 @@ class SemanticTransmitter:
         self.student, self.modem, self.radio, self.config, self.feedback = student, modem, radio, config, feedback
         self.after_send = after_send
         self.sent = 0
+        self.bursts = 0
+        self.air_samples = 0
 
     def current_snr_db(self) -> float:
         return self.feedback.snr_db() if self.feedback is not None else self.config.initial_snr_db
 
-    def send(self, images: np.ndarray, first_index: int = 0) -> list[SentFrame]:
-        """Encode and transmit a batch of uint8 images ``[B, H, W, C]``; one burst per image.
+    def robust_header(self, snr_db: float) -> bool:
+        """Long header when the fed-back SNR is low, or when no fresh report says the receiver hears us."""
+        if self.feedback is not None and not self.feedback.fresh:
+            return True
+        return snr_db < self.config.robust_below_db
 
-        The header's ``seq`` is the image's index in the run (``first_index + i``) modulo 65536, so a
-        receiver on another host that knows the data set can score its predictions.
+    def images_per_burst(self, n_symbols: int) -> int:
+        return max(1, min(self.config.images_per_burst, self.modem.config.max_payload_symbols // max(n_symbols, 1)))
+
+    def send(self, images: np.ndarray, first_index: int = 0) -> list[SentFrame]:
+        """Encode and transmit a batch of uint8 images ``[B, H, W, C]``, aggregated into bursts.
+
+        The header's ``seq`` is the first image's index in the run (``first_index + i``) modulo 65536 and
+        the burst's images follow it, so a receiver on another host that knows the data set can score its
+        predictions.
         """
         snr = self.current_snr_db()
-        symbols = self.student.encode(images, snr)
+        robust = self.robust_header(snr)
+        symbols = np.ascontiguousarray(self.student.encode(images, snr), dtype=np.complex64)
+        k = int(symbols.shape[1])
+        per = self.images_per_burst(k)
+        gap = self.config.gap_samples if self.config.pack_bursts else 0
         bursts, records = [], []
-        for i, sym in enumerate(symbols):
-            seq = (first_index + i) % SEQ_MOD
-            header = FrameHeader(seq=seq, kind=KIND_SEMANTIC, snr_report_db=snr)
-            iq = self.modem.modulate(np.ascontiguousarray(sym, dtype=np.complex64), header)
+        for b0 in range(0, symbols.shape[0], per):
+            chunk = symbols[b0:b0 + per]
+            seq = (first_index + b0) % SEQ_MOD
+            header = FrameHeader(seq=seq, kind=KIND_SEMANTIC, snr_report_db=snr, items=len(chunk), robust=robust)
+            iq = self.modem.modulate(chunk.reshape(-1), header)
             bursts.append(iq)
-            records.append(SentFrame(seq, first_index + i, int(sym.size), snr, int(iq.size)))
+            share = (iq.size + gap) / len(chunk)
+            for i in range(len(chunk)):
+                records.append(SentFrame((seq + i) % SEQ_MOD, first_index + b0 + i, k, snr, int(iq.size),
+                                         self.bursts, i == 0, share, robust))
+            self.bursts += 1
+            self.air_samples += iq.size + gap
         if self.config.pack_bursts:
-            gap = np.zeros(self.config.gap_samples, np.complex64)
+            gap_iq = np.zeros(self.config.gap_samples, np.complex64)
             parts = []
             for b in bursts:
-                parts += [b, gap]
+                parts += [b, gap_iq]
             self.radio.tx(np.concatenate(parts))
         else:
             for b in bursts:
                 self.radio.tx(b)
         if self.after_send is not None:
             self.after_send()
-        self.sent += len(bursts)
+        self.sent += len(records)
         return records
+
+
+def airtime_samples(sent: list[SentFrame], gap_samples: int) -> int:
+    """Samples on the air for ``sent`` (each burst once, plus one gap after it)."""
+    return sum(s.burst_samples + gap_samples for s in sent if s.first)
 
 
 class SemanticReceiver:
     def __init__(self, student: Any, modem: Modem, radio: Any, config: LinkConfig = LinkConfig(),
                  feedback: FeedbackSender | None = None):
         self.student, self.modem, self.radio, self.config, self.feedback = student, modem, radio, config, feedback
-        self.stream = StreamReceiver(modem, max_frame_samples=modem.burst_length(student.k_max))
+        longest = student.k_max * min(config.images_per_burst, modem.config.max_payload_symbols // student.k_max)
+        self.stream = StreamReceiver(modem, max_frame_samples=modem.burst_length(max(longest, 1), robust=True))
         self.frames_bad_header = 0
         self.frames_other_kind = 0
         self.last_frames: list[RxFrame] = []
@@ -160,7 +209,8 @@ class SemanticReceiver:
             if not f.header_ok:
                 self.frames_bad_header += 1
                 continue
-            if f.header.kind != KIND_SEMANTIC or f.header.length < 1 or f.header.length > self.student.k_max:
+            h = f.header
+            if h.kind != KIND_SEMANTIC or not 1 <= h.item_length <= self.student.k_max:
                 self.frames_other_kind += 1
                 continue
             good.append(f)
@@ -169,11 +219,15 @@ class SemanticReceiver:
         out = []
         for f in good:
             snr_dec = decoder_snr_db(f)
-            logits = self.student.decode(f.symbols[None, :], snr_dec)
-            out.append(FrameResult(f.header.seq, int(np.argmax(logits[0])), float(f.snr_db), snr_dec,
-                                   float(f.cfo_hz), int(f.header.length), int(f.start), f.header.snr_report_db))
+            sym, _ = f.items()
+            logits = self.student.decode(sym, snr_dec)
+            preds = np.argmax(np.asarray(logits), axis=1)
+            h = f.header
+            for i in range(h.items):
+                out.append(FrameResult((h.seq + i) % SEQ_MOD, int(preds[i]), float(f.snr_db), snr_dec, float(f.cfo_hz),
+                                       int(h.item_length), int(f.start), h.snr_report_db, int(f.end), int(h.items)))
             if self.feedback is not None:
-                self.feedback.send(f.header.seq, float(f.snr_db), float(f.cfo_hz))
+                self.feedback.send(h.seq, float(f.snr_db), float(f.cfo_hz))
         return out
 
     def receive(self, n_samples: int) -> list[FrameResult]:
@@ -206,6 +260,8 @@ class LinkReport:
     snr_db_median: float
     cfo_hz_mean: float
     symbols_mean: float
+    air_samples_per_image: float
+    bursts: int
     wall_s: float
     images_per_s: float
     frames: list[dict[str, Any]] = field(default_factory=list, repr=False)
@@ -258,8 +314,7 @@ def run_link(
                 log.debug("frame %d never arrived", lost.index)
             outstanding[s.seq] = s
         # read the batch's airtime, then keep reading while frames keep arriving, up to the slack
-        airtime = sum(s.burst_samples for s in sent) + len(sent) * cfg.gap_samples
-        absorb(rx.receive(airtime))
+        absorb(rx.receive(airtime_samples(sent, cfg.gap_samples)))
         idle = 0
         while outstanding and idle < cfg.rx_slack_samples:
             before = len(outstanding)
@@ -286,14 +341,19 @@ def _report(sent: list[SentFrame], results: dict[int, FrameResult], labels: np.n
     for s in sent:
         r = results.get(s.index)
         rec: dict[str, Any] = {"index": s.index, "seq": s.seq, "label": int(labels[s.index]),
-                               "snr_tx_db": s.snr_tx_db, "n_symbols": s.n_symbols, "received": r is not None}
+                               "snr_tx_db": s.snr_tx_db, "n_symbols": s.n_symbols, "burst": s.burst,
+                               "robust": s.robust, "air_samples": s.air_samples, "received": r is not None}
         if r is not None:
             rec.update(pred=r.pred, snr_db=r.snr_db, snr_dec_db=r.snr_dec_db, cfo_hz=r.cfo_hz, start=r.start)
         frames.append(rec)
-    if truths and len(truths) >= n:
+    n_bursts = len({s.burst for s in sent})
+    if truths and len(truths) >= n_bursts and sent:
         # the channel simulator reports one record per burst, in send order
-        for rec, t in zip(frames, truths[-n:], strict=True):
-            if "snr_db" in t and t["snr_db"] is not None:
+        first_burst = min(s.burst for s in sent)
+        per_burst = truths[-n_bursts:]
+        for rec, s in zip(frames, sent, strict=True):
+            t = per_burst[s.burst - first_burst] if 0 <= s.burst - first_burst < n_bursts else {}
+            if t.get("snr_db") is not None:
                 rec["snr_true_db"] = float(t["snr_db"])
     return LinkReport(
         images=n,
@@ -306,6 +366,8 @@ def _report(sent: list[SentFrame], results: dict[int, FrameResult], labels: np.n
         snr_db_median=float(np.median(snrs)) if snrs.size else float("nan"),
         cfo_hz_mean=float(np.mean([r.cfo_hz for r in results.values()])) if results else float("nan"),
         symbols_mean=float(np.mean([s.n_symbols for s in sent])) if sent else 0.0,
+        air_samples_per_image=float(np.mean([s.air_samples for s in sent])) if sent else 0.0,
+        bursts=n_bursts,
         wall_s=wall,
         images_per_s=n / wall if wall > 0 else float("inf"),
         frames=frames,
