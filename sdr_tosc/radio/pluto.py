@@ -6,9 +6,12 @@ codes, so TX multiplies by 2**14. The ADC returns 12-bit values sign-extended in
 2**11. Using 2**15 or 2**11 on the wrong side costs 6 to 24 dB.
 
 Other rules this backend follows: manual gain (AGC off); RX buffers are flushed after every
-(re)configuration, since the kernel's DMA queue still holds blocks captured with the old settings; a
-cyclic TX buffer is destroyed before the next burst (pyadi-iio refuses to push into a live cyclic buffer);
-non-cyclic bursts of a new length re-create the TX buffer; ``xo_correction_hz`` exposes the reference
+(re)configuration, since the kernel's DMA queue still holds blocks captured with the old settings; the TX
+LO stays powered down until the first ``tx()`` (a receive-only Pluto radiates no LO leakage); a cyclic TX
+buffer is destroyed before the next burst (pyadi-iio refuses to push into a live cyclic buffer); a
+non-cyclic burst shorter than the TX buffer is padded with zeros, and a longer one re-creates the buffer
+only after the burst still playing has ended (destroying a buffer stops its DMA at once); the default
+centre frequency is the profile's (2.44 GHz, ISM worldwide); ``xo_correction_hz`` exposes the reference
 clock trim (40 MHz nominal) used to cancel a Pluto's frequency error; overflows are read from the ADC
 core's status register (0x80000088 bit 2) after every RX buffer.
 """
@@ -16,6 +19,7 @@ core's status register (0x80000088 bit 2) after every RX buffer.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -28,6 +32,7 @@ TX_SCALE = 2.0**14  # |x| = 1 -> 2**14 DAC codes (12-bit MSB-aligned in int16, A
 RX_SCALE = 2.0**11  # 12-bit ADC sign-extended in int16 -> full scale 2**11
 ADC_STATUS_REG = 0x80000088
 ADC_OVERFLOW_BIT = 0x4
+DAC_UNDERFLOW_BIT = 0x1
 DEFAULT_URI = "ip:192.168.2.1"
 
 INSTALL_HINT = ("install the Pluto stack: Debian/Ubuntu `apt install libiio0 libiio-utils`, then "
@@ -54,12 +59,35 @@ class PlutoRadio(Radio):
     """
 
     kind = "pluto"
+    default_profile = "pluto"
+    uri_help = "Pluto URI: ip:192.168.2.1, usb:1.2.5, or an emulated Pluto's ip:127.0.0.1:PORT"
+    packages = (("pyadi-iio", "pyadi-iio", "adi"), ("pylibiio", "pylibiio", "iio"))
+
+    @classmethod
+    def probe(cls) -> Any:
+        import importlib
+
+        from .base import BackendStatus
+
+        try:
+            iio = importlib.import_module("iio")
+        except (ImportError, OSError) as exc:
+            return BackendStatus("pluto", False, f"libiio Python bindings not usable ({exc}); install the C "
+                                 "library (Debian/Ubuntu: apt install libiio0 libiio-utils) and pip install "
+                                 "'sdr-tosc[pluto]' (pyadi-iio, pylibiio==0.25)")
+        try:
+            importlib.import_module("adi")
+        except (ImportError, OSError) as exc:
+            return BackendStatus("pluto", False, f"pyadi-iio not importable ({exc}); pip install 'sdr-tosc[pluto]'")
+        ver = getattr(iio, "version", None)
+        libver = ".".join(str(x) for x in ver[:2]) if isinstance(ver, tuple) else str(ver)
+        return BackendStatus("pluto", True, f"libiio {libver} found, pyadi-iio importable")
 
     def __init__(
         self,
         uri: str = DEFAULT_URI,
         *,
-        center_freq_hz: float = 2.4e9,
+        center_freq_hz: float | None = None,
         sample_rate_hz: float = 1e6,
         tx_gain_db: float = -10.0,
         rx_gain_db: float = 30.0,
@@ -72,6 +100,10 @@ class PlutoRadio(Radio):
         profile: str = "pluto",
         check_full_scale: bool = True,
     ) -> None:
+        if center_freq_hz is None:
+            from .profiles import default_center_freq_hz
+
+            center_freq_hz = default_center_freq_hz(profile)
         super().__init__(profile, center_freq_hz=center_freq_hz, sample_rate_hz=sample_rate_hz,
                          tx_gain_db=tx_gain_db, rx_gain_db=rx_gain_db, check_full_scale=check_full_scale)
         if not isinstance(uri, str) or not uri.startswith(("ip:", "usb:", "local:", "serial:")):
@@ -93,6 +125,9 @@ class PlutoRadio(Radio):
         self._residual = np.zeros(0, np.complex64)
         self._stale = True
         self._tx_len: int | None = None
+        self._tx_busy_until = 0.0  # monotonic time when the bursts queued so far have left the DAC
+        self._tx_streaming = False
+        self._tx_powered = False
         try:
             self._sdr = adi.Pluto(uri)
         except Exception as exc:  # noqa: BLE001 - pyadi-iio raises a bare Exception("No device found")
@@ -123,7 +158,27 @@ class PlutoRadio(Radio):
         s.rx_hardwaregain_chan0 = float(self.rx_gain_db)
         s.tx_hardwaregain_chan0 = float(self.tx_gain_db)
         s.rx_buffer_size = self.rx_buffer_samples
+        self._set_tx_powered(self._tx_powered)
         self._invalidate_rx()
+
+    def _set_tx_powered(self, on: bool) -> None:
+        """Power the TX LO up or down (``out_altvoltage1_TX_LO_powerdown``): down, nothing is radiated."""
+        ch = self._phy().find_channel("altvoltage1", True)
+        if ch is not None and "powerdown" in ch.attrs:
+            ch.attrs["powerdown"].value = "0" if on else "1"
+        self._tx_powered = bool(on)
+
+    @property
+    def tx_powered(self) -> bool:
+        """Whether the TX LO is powered (it is from the first ``tx()`` on; receive-only radios keep it off)."""
+        return self._tx_powered
+
+    def power_down_tx(self) -> None:
+        """Stop transmitting and power the TX LO down (no LO leakage); the next ``tx()`` powers it up."""
+        self._check_open()
+        self._sdr.tx_destroy_buffer()
+        self._tx_len = None
+        self._set_tx_powered(False)
 
     def _invalidate_rx(self) -> None:
         """Settings changed: blocks already queued by the kernel are stale; re-open the RX buffer."""
@@ -176,22 +231,59 @@ class PlutoRadio(Radio):
         """Send one burst. Cyclic: repeats until the next tx()/close(). Codes = round(iq * 2**14)."""
         cyclic = self.tx_cyclic if cyclic is None else bool(cyclic)
         s = self._sdr
-        codes = np.empty(iq.size, np.complex128)
-        codes.real = np.rint(iq.real * TX_SCALE)
-        codes.imag = np.rint(iq.imag * TX_SCALE)
-        # a live cyclic buffer must be destroyed first; a non-cyclic one only if the length changes
-        if s._txbuf and (s.tx_cyclic_buffer or cyclic or self._tx_len != iq.size):
+        if not self._tx_powered:
+            self._set_tx_powered(True)
+        self._tx_streaming = time.monotonic() < self._tx_busy_until
+        n = iq.size
+        if s._txbuf and not s.tx_cyclic_buffer and not cyclic and self._tx_len is not None and n < self._tx_len:
+            n = self._tx_len  # pad with zeros: keeps the buffer (and the burst still playing) alive
+        codes = np.zeros(n, np.complex128)
+        codes.real[: iq.size] = np.rint(iq.real * TX_SCALE)
+        codes.imag[: iq.size] = np.rint(iq.imag * TX_SCALE)
+        # a live cyclic buffer must be destroyed first; a non-cyclic one only if it is too short, and only
+        # once what it holds has been played (destroying a buffer stops its DMA mid-burst)
+        if s._txbuf and (s.tx_cyclic_buffer or cyclic or self._tx_len != n):
+            if not s.tx_cyclic_buffer:
+                self._wait_tx_done()
             s.tx_destroy_buffer()
         if not s._txbuf:  # pyadi-iio refuses to change the cyclic flag while a buffer exists
             s.tx_cyclic_buffer = cyclic
         s.tx(codes)
-        self._tx_len = iq.size
+        self._tx_len = n
+        now = time.monotonic()
+        self._tx_busy_until = max(now, self._tx_busy_until) + n / self.sample_rate_hz
+        self._check_underflow()
+
+    def _wait_tx_done(self, margin_s: float = 0.05) -> None:
+        """Sleep until the queued bursts have left the DAC (plus the pipeline latency ``margin_s``)."""
+        left = self._tx_busy_until + margin_s - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+
+    def _check_underflow(self) -> None:
+        """DAC core status (0x80000088 bit 0 = underflow): set when a buffer came after the previous one
+        had run out. Bursts sent one per ``tx()`` call always leave gaps, so this counts only streaming
+        callers that refill late (more than one buffer queued means the caller intended continuity)."""
+        try:
+            status = self._sdr._txdac.reg_read(ADC_STATUS_REG)
+        except (OSError, AttributeError, ValueError):
+            return
+        if status & DAC_UNDERFLOW_BIT:
+            self._sdr._txdac.reg_write(ADC_STATUS_REG, DAC_UNDERFLOW_BIT)
+            if self._tx_streaming:
+                self._counters.underflows += 1
+                log.warning("Pluto TX underflow: the DAC ran out of samples between two buffers")
 
     def stop_tx(self) -> None:
-        """Stop a cyclic transmission (destroys the TX buffer)."""
+        """Stop a cyclic transmission (destroys the TX buffer; the TX LO stays on, see power_down_tx)."""
         self._check_open()
         self._sdr.tx_destroy_buffer()
         self._tx_len = None
+
+    @property
+    def tx_busy_s(self) -> float:
+        """Seconds until the bursts queued so far have been played (0 when idle)."""
+        return max(0.0, self._tx_busy_until - time.monotonic())
 
     # -- RX -------------------------------------------------------------------------------------------
     def _refill(self) -> np.ndarray:

@@ -17,7 +17,9 @@ from typing import Any
 
 import tomllib
 
-#: Built-in copy of hardware/*.toml (limits only; notes and demo defaults live in the TOML files).
+#: Built-in copy of hardware/*.toml (limits and the default centre frequency; notes and demo defaults live in
+#: the TOML files). Default centre frequency 2.44 GHz: the middle of the 2.4-2.4835 GHz ISM band, licence-exempt
+#: worldwide (915 MHz is ISM in ITU Region 2, the Americas, only; 868 MHz SRD in Europe).
 BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
     "zmq": {
         "description": "ZMQ channel simulator (sdr-tosc channel): no analog limits, any rate the CPU sustains",
@@ -25,6 +27,7 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "sample_rate_hz": [1.0, 1.0e9],
         "sustained_rate_sps": 20.0e6,
         "center_freq_hz": [0.0, 1.0e11],
+        "default_center_freq_hz": 2.44e9,
         "tx_gain_db": [-120.0, 60.0],
         "rx_gain_db": [-120.0, 60.0],
     },
@@ -34,6 +37,7 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "sample_rate_hz": [521e3, 61.44e6],
         "sustained_rate_sps": 4.0e6,
         "center_freq_hz": [325e6, 3.8e9],
+        "default_center_freq_hz": 2.44e9,
         "tx_gain_db": [-89.75, 0.0],
         "rx_gain_db": [-3.0, 71.0],
     },
@@ -43,6 +47,7 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "sample_rate_hz": [521e3, 61.44e6],
         "sustained_rate_sps": 4.0e6,
         "center_freq_hz": [325e6, 3.8e9],
+        "default_center_freq_hz": 2.44e9,
         "tx_gain_db": [-89.75, 0.0],
         "rx_gain_db": [-3.0, 71.0],
     },
@@ -52,6 +57,7 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "sample_rate_hz": [200e3, 56e6],
         "sustained_rate_sps": 56.0e6,
         "center_freq_hz": [70e6, 6.0e9],
+        "default_center_freq_hz": 2.44e9,
         "tx_gain_db": [0.0, 89.8],
         "rx_gain_db": [0.0, 76.0],
     },
@@ -61,6 +67,7 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "sample_rate_hz": [200e3, 56e6],
         "sustained_rate_sps": 56.0e6,
         "center_freq_hz": [70e6, 6.0e9],
+        "default_center_freq_hz": 2.44e9,
         "tx_gain_db": [0.0, 89.8],
         "rx_gain_db": [0.0, 76.0],
     },
@@ -70,6 +77,7 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "sample_rate_hz": [195.3125e3, 25e6],
         "sustained_rate_sps": 25.0e6,
         "center_freq_hz": [10e6, 6.0e9],
+        "default_center_freq_hz": 2.44e9,
         "tx_gain_db": [0.0, 31.5],
         "rx_gain_db": [0.0, 31.5],
     },
@@ -169,6 +177,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"radio profile {path} is not valid TOML: {exc}") from None
     return data.get("profile", data)
+
+
+#: Used when a profile names no ``default_center_freq_hz``: 2.44 GHz, ISM worldwide.
+DEFAULT_CENTER_FREQ_HZ = 2.44e9
+
+
+def default_center_freq_hz(profile: RadioProfile | str) -> float:
+    """The centre frequency a radio uses when none is given: the profile's ``default_center_freq_hz``."""
+    prof = load_profile(profile) if isinstance(profile, str) else profile
+    value = float(prof.extra.get("default_center_freq_hz", DEFAULT_CENTER_FREQ_HZ))
+    return prof.check("center_freq_hz", value)
 
 
 def demo_defaults(name: str) -> dict[str, Any]:

@@ -137,7 +137,7 @@ class PlutoModel:
         self.noise_figure_db = float(noise_figure_db)
         self.leakage = (10 ** ((leakage_dbc if leakage_dbc is not None else rng.uniform(-45, -38)) / 20)
                         * np.exp(2j * np.pi * rng.random()))
-        self.dc = 10 ** (rng.uniform(-52, -46) / 20) * np.exp(2j * np.pi * rng.random())  # with tracking on
+        self.dc = 10 ** (rng.uniform(-62, -56) / 20) * np.exp(2j * np.pi * rng.random())  # with tracking on
         self.iq_db, self.iq_deg = float(rng.uniform(-0.08, 0.08)), float(rng.uniform(-0.4, 0.4))
         self.serial = serial or f"sdrtosc{index:04d}{int(rng.integers(1 << 32)):08x}"
         self.cond = threading.Condition()
