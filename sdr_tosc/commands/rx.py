@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             recorder = FrameRecorder(
                 radio.sample_rate_hz, pre_roll=args.record_pre_roll, post_roll=args.record_post_roll,
                 max_samples=args.record_max_samples,
-                history_samples=args.record_pre_roll + 2 * link.rx_chunk_samples + modem.burst_length(student.k_max))
+                history_samples=args.record_pre_roll + 2 * link.rx_chunk_samples + rx.stream.max_frame_samples)
         print(f"sdr-tosc rx: {radio!r}; SNR reports to {args.feedback}; waiting for {len(labels)} frames",
               file=sys.stderr)
         bar = tqdm(total=len(labels), desc="rx", unit="img", disable=args.no_progress)
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             nonlocal correct, last_new
             for r in got:
                 if recorder is not None:
-                    recorder.mark(r.start, modem.burst_length(r.n_symbols), label=f"seq {r.seq}", fields={
+                    recorder.mark(r.start, r.end - r.start, label=f"seq {r.seq}", fields={
                         "seq": int(r.seq), "pred": int(r.pred), "snr_db": float(r.snr_db),
                         "snr_dec_db": float(r.snr_dec_db), "cfo_hz": float(r.cfo_hz), "n_symbols": int(r.n_symbols),
                         "snr_tx_db": float(r.snr_tx_db),

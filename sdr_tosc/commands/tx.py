@@ -44,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..link import FeedbackReceiver, SemanticTransmitter
+    from ..link.session import airtime_samples
     from ..modem import Modem
 
     student = load_student(args)
@@ -65,10 +66,9 @@ def run(args: argparse.Namespace) -> int:
                 sent = tx.send(images[b0:b0 + link.batch_size], first_index=b0)
                 sent_total += len(sent)
                 if pace:
-                    samples = sum(s.burst_samples for s in sent) + len(sent) * link.gap_samples
-                    time.sleep(samples / radio.sample_rate_hz)
+                    time.sleep(airtime_samples(sent, link.gap_samples) / radio.sample_rate_hz)
                 if args.verbose:
-                    print(f"sent {sent_total} frames; encoder SNR {sent[-1].snr_tx_db:.1f} dB, "
+                    print(f"sent {sent_total} images ({tx.bursts} bursts); encoder SNR {sent[-1].snr_tx_db:.1f} dB, "
                           f"{sent[-1].n_symbols} symbols", file=sys.stderr)
             rounds += 1
         counters = radio.counters.as_dict()
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         last_snr = tx.current_snr_db()
         reports = fb.received
     wall = time.perf_counter() - t0
-    print(f"sent {sent_total} frames in {wall:.1f} s; {reports} SNR reports received, last smoothed SNR "
+    print(f"sent {sent_total} images in {tx.bursts} bursts in {wall:.1f} s; {reports} SNR reports received, last smoothed SNR "
           f"{last_snr:.1f} dB; underflows {counters['underflows']}")
     write_result(args.json, {"frames_sent": sent_total, "wall_s": wall, "feedback_reports": reports,
                              "last_snr_db": last_snr, "radio": settings, "radio_counters": counters},
