@@ -269,7 +269,33 @@ def load_calibration(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: calibration version {doc.get('version')!r} is not supported (expected {VERSION})")
     if not isinstance(doc.get("entries"), dict):
         raise ValueError(f"{path}: calibration file has no 'entries' table")
+    for key, entry in doc["entries"].items():
+        _check_entry(path, key, entry)
     return doc
+
+
+def _check_entry(path: str | Path, key: str, entry: Any) -> None:
+    """A damaged entry is refused naming the file and the entry (not a KeyError at use)."""
+    try:
+        f = float(key)
+        if not (math.isfinite(f) and f >= 0):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{path}: calibration entry key {key!r} is not a centre frequency in Hz") from None
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path}: calibration entry {key} is not a table")
+    fit = entry.get("fit")
+    if fit is None:
+        return
+    try:
+        nums = [fit["intercept_db"], fit["slope_db_per_db"], *fit["tx_gain_range_db"]]
+        ok = len(fit["tx_gain_range_db"]) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in nums)
+    except (KeyError, TypeError):
+        ok = False
+    if not ok or fit["slope_db_per_db"] == 0:
+        raise ValueError(f"{path}: calibration entry {key} has a damaged fit (needs finite intercept_db, a non-zero "
+                         "slope_db_per_db and tx_gain_range_db [lo, hi]); re-run calibrate")
 
 
 def lookup(doc: dict[str, Any], center_freq_hz: float) -> dict[str, Any]:

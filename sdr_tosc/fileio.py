@@ -86,12 +86,16 @@ def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{what} {path} is a folder, not a file") from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"{what} {path} is not UTF-8 text ({exc})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{what} {path} is corrupt or truncated: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{what} {path} is corrupt: JSON nested too deeply") from None
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

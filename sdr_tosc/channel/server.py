@@ -183,14 +183,20 @@ class ChannelServer:
                 msg = self.sock_in.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            try:
-                self._place(msg.buffer)
-            except (ValueError, OverflowError, TypeError) as exc:
-                self._drop(_kind(exc), exc)
-            except MemoryError as exc:
-                self._drop("out_of_memory", exc)
+            self.accept_tx(msg.buffer)
             if self.out_pattern == "push":
                 self._push_pending()
+
+    def accept_tx(self, buf) -> bool:
+        """Place one TX message on the timeline; a bad one is dropped and counted. True if placed."""
+        try:
+            self._place(buf)
+            return True
+        except (ValueError, OverflowError, TypeError) as exc:
+            self._drop(_kind(exc), exc)
+        except MemoryError as exc:
+            self._drop("out_of_memory", exc)
+        return False
 
     def _drop(self, kind: str, exc: BaseException) -> None:
         self.drops.drop(kind, exc)
@@ -266,6 +272,10 @@ class ChannelServer:
     # -- control --------------------------------------------------------------------------------------
     def _handle_control(self) -> None:
         frames = self.sock_ctl.recv_multipart()  # REP: the whole request, so the reply is always allowed
+        self.sock_ctl.send(self.control_reply(frames))
+
+    def control_reply(self, frames: list[bytes]) -> bytes:
+        """The JSON reply (bytes) to one control request of ``frames``; never raises for bad input."""
         try:
             if len(frames) != 1:
                 raise ValueError(f"a control request is one frame, got {len(frames)}")
@@ -277,10 +287,9 @@ class ChannelServer:
             self.drops.drop("bad_control", exc)
             reply = {"ok": False, "error": str(exc)[:500]}
         try:
-            body = json.dumps(reply, default=_json_default).encode()
-        except (TypeError, ValueError) as exc:  # a value we cannot send as strict JSON: say so instead
-            body = json.dumps({"ok": False, "error": f"reply not serialisable: {exc}"}).encode()
-        self.sock_ctl.send(body)
+            return json.dumps(reply, default=_json_default).encode()
+        except (TypeError, ValueError) as exc:  # a value we cannot send as JSON: say so instead
+            return json.dumps({"ok": False, "error": f"reply not serialisable: {exc}"}).encode()
 
     def _control(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.pop("cmd")

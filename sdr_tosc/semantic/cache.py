@@ -223,6 +223,14 @@ class TeacherCache:
 
         Every problem raises ``ValueError`` (``FileNotFoundError`` for a missing folder/file) naming the file.
         """
+        try:
+            return cls._open(path, verify)
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:  # a manifest missing a field
+            raise ValueError(f"{Path(path) / MANIFEST}: the manifest is damaged ({type(exc).__name__}: {exc}); "
+                             "rebuild the cache with 'sdr-tosc cache'") from None
+
+    @classmethod
+    def _open(cls, path: str | os.PathLike[str], verify: bool) -> TeacherCache:
         from safetensors import safe_open  # noqa: PLC0415
 
         path = Path(path)
