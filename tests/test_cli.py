@@ -44,7 +44,7 @@ def test_info_reports_backends(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "radio backends" in text
     data = json.loads(out.read_text())
-    assert set(data["backends"]) == {"zmq", "pluto", "usrp"}
+    assert set(data["backends"]) == {"zmq", "pluto", "usrp", "file"}
     assert data["packages"]["numpy"]
     # zmq is a hard dependency, so it must always be usable
     assert data["backends"]["zmq"]["usable"] is True

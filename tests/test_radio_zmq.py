@@ -50,7 +50,7 @@ def test_registry_errors_name_the_choices():
         open_radio("zmq", tx_endpoint="tcp://127.0.0.1:5555", samplerate=1e6)
     with pytest.raises(ValueError, match="needs tx_endpoint, rx_endpoint"):
         open_radio("zmq")
-    assert {b.name for b in probe_backends()} == {"zmq", "pluto", "usrp"}
+    assert {b.name for b in probe_backends()} == {"zmq", "pluto", "usrp", "file"}
 
 
 def test_settings_are_validated_against_the_profile():

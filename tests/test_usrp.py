@@ -1,99 +1,167 @@
-"""USRP backend: adapter logic against a fake of the ``uhd`` API (no UHD simulator exists), the real
-UHD's absent-device error, and a hardware test for ``--hardware usrp``."""
+"""USRP backend: its real code path against the virtual USRP (``type=virtual``, a clocked device behind the
+channel simulator process), the real UHD's absent-device error, and a hardware test for ``--hardware usrp``."""
 
 from __future__ import annotations
 
-import sys
+import time
 
 import numpy as np
 import pytest
 
 from sdr_tosc.radio import open_radio
+from sdr_tosc.radio import virtual_usrp as vu
 
-pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture()
-def fake_uhd(monkeypatch):
-    sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    try:
-        import fake_uhd
-    finally:
-        sys.path.pop(0)
-    mod = fake_uhd.make_module()
-    monkeypatch.setitem(sys.modules, "uhd", mod)
-    return fake_uhd
+pytestmark = pytest.mark.timeout(60)
 
 
-def tone(n: int, amp: float = 0.5) -> np.ndarray:
-    return (amp * np.exp(2j * np.pi * 0.01 * np.arange(n))).astype(np.complex64)
+def tone(n: int, amp: float = 0.5, f: float = 0.01) -> np.ndarray:
+    return (amp * np.exp(2j * np.pi * f * np.arange(n))).astype(np.complex64)
 
 
-def test_one_streamer_for_hundreds_of_reads_fc32_sc16_timed(fake_uhd):
-    with open_radio("usrp", args="type=b200", sample_rate_hz=2e6, center_freq_hz=915e6, tx_gain_db=50,
-                    rx_gain_db=20, profile="b200") as r:
-        dev = fake_uhd.MultiUSRP.device
-        for _ in range(300):
-            r.rx(100)
-        assert dev.rx_streamers == 1 and dev.tx_streamers == 1
-        assert {(a.cpu_format, a.otw_format) for a in dev.stream_args} == {("fc32", "sc16")}
-        cmds = r._rx_streamer.commands
-        assert len(cmds) == 300 and all(not c.stream_now and c.num_samps == 100 for c in cmds)
-        assert cmds[1].time_spec.get_real_secs() > cmds[0].time_spec.get_real_secs()  # timed, in the future
-        settings = dict((name, val) for name, val, _ in dev.calls)
-        assert settings["rx_rate"] == 2e6 and settings["tx_freq"] == 915e6 and settings["tx_gain"] == 50
-        assert settings["rx_ant"] == "RX2"
+def power_db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.abs(x) ** 2)))
 
 
-def test_tx_loops_back_unscaled_and_bursts_are_timed(fake_uhd):
-    with open_radio("usrp", args="type=b200", profile="b200") as r:
-        x = tone(5000)
+def find_burst(y: np.ndarray, n: int) -> int:
+    """Start of the n-sample stretch with the most energy (the burst)."""
+    e = np.concatenate([[0.0], np.cumsum(np.abs(y) ** 2)])
+    return int(np.argmax(e[n:] - e[:-n]))
+
+
+def test_continuous_stream_one_timed_start_and_contiguous_reads():
+    with open_radio("usrp", args="type=virtual,serial=VTEST1", sample_rate_hz=1e6, center_freq_hz=915e6,
+                    tx_gain_db=60, rx_gain_db=40, profile="b200") as r:
+        assert r.serial == "VTEST1" and r.settings()["serial"] == "VTEST1"
+        first = r.rx(1000)
+        x = tone(30_000)
         r.tx(x)
-        y = r.rx(6000)
-        np.testing.assert_array_equal(y[:5000], x)  # fc32: full scale 1.0 both ways, no scaling
-        _, md = fake_uhd.MultiUSRP.device.tx_bursts[0]
-        assert md.start_of_burst and md.end_of_burst and md.has_time_spec
-        r.tx(x[:10], at_time_s=2.5)
-        assert fake_uhd.MultiUSRP.device.tx_bursts[-1][1].time_spec.get_real_secs() == 2.5
+        # the burst arrives while the caller reads in small pieces: nothing is missed between rx() calls
+        y = np.concatenate([r.rx(500) for _ in range(600)])
+        k = find_burst(y, x.size)
+        seg = y[k:k + x.size]
+        ph = np.angle(seg[1:] * np.conj(seg[:-1]))
+        assert np.abs(ph - 2 * np.pi * 0.01).max() < 0.2  # one phase-continuous tone across 60 reads
+        stats = r._usrp.virtual_stats()
+        cmds = stats["stream_commands"]
+        assert [c[0] for c in cmds] == ["start_cont"] and cmds[0][1] is False and cmds[0][2] > 0  # timed
+        assert r.counters.overflows == 0 and r.counters.dropped_samples == 0
+        assert first.dtype == np.complex64 and r.counters.rx_samples == 301_000
+        r.center_freq_hz = 916e6  # a retune stops the stream; the next read restarts it, timed again
+        r.rx(100)
+        names = [c[0] for c in r._usrp.virtual_stats()["stream_commands"]]
+        assert names == ["start_cont", "stop_cont", "start_cont"]
+        with pytest.raises(RuntimeError, match="recv_num_samps"):
+            r._usrp.recv_num_samps(10, 915e6)
 
 
-def test_overflow_late_and_underflow_are_counted(fake_uhd):
-    codes = fake_uhd.RXMetadataErrorCode
-    with open_radio("usrp", args="type=b200", profile="b200") as r:
-        dev = fake_uhd.MultiUSRP.device
-        dev.inject = [codes.overflow, codes.late]
-        y = r.rx(3000)
-        assert y.size == 3000
-        assert r.counters.overflows == 1 and r.counters.late_bursts == 1
-        dev.async_events = [fake_uhd.TXMetadataEventCode.underflow, fake_uhd.TXMetadataEventCode.burst_ack]
-        r.tx(tone(100))
+def test_gain_law_moves_the_received_level_and_clips():
+    levels = {}
+    with open_radio("usrp", args="type=virtual", sample_rate_hz=1e6, tx_gain_db=40, rx_gain_db=40) as r:
+        for g_tx, g_rx in ((40.0, 40.0), (50.0, 40.0), (50.0, 50.0), (89.8, 60.0)):
+            r.tx_gain_db = g_tx
+            r.rx_gain_db = g_rx  # stops the stream (stale samples at the old gain); rx() restarts it
+            r.rx(1000)
+            r.tx(tone(20_000, 0.3))
+            y = r.rx(250_000)
+            k = find_burst(y, 20_000)
+            peak = float(max(np.abs(y.real).max(), np.abs(y.imag).max()))
+            levels[g_tx, g_rx] = (power_db(y[k + 1000:k + 19_000]), peak)
+            if g_tx == 40.0:
+                floor = power_db(y[k + 25_000:k + 60_000])
+    assert levels[50.0, 40.0][0] - levels[40.0, 40.0][0] == pytest.approx(10.0, abs=0.3)  # TX gain: dB for dB
+    assert levels[50.0, 50.0][0] - levels[50.0, 40.0][0] == pytest.approx(10.0, abs=0.3)  # RX gain too
+    assert levels[40.0, 40.0][0] - floor > 15  # well above the noise floor
+    assert 0.999 <= levels[89.8, 60.0][1] <= 1.0  # the 12-bit ADC clips I and Q at full scale
+
+
+def test_slow_reader_overflows_and_the_gap_is_counted():
+    with open_radio("usrp", args="type=virtual,recv_buffer_samples=8192", sample_rate_hz=1e6,
+                    rx_queue_s=0.05) as r:
+        r.rx(1000)
+        time.sleep(0.6)  # the host stops reading: the queue and the device buffer fill, the device drops
+        r.rx(200_000)
+        c = r.counters
+        assert c.overflows >= 1
+        assert 300_000 < c.dropped_samples < 700_000  # ~0.6 s of samples minus what the buffers held
+        assert r._usrp.virtual_stats()["rx_overflows"] >= 1
+
+
+def test_late_burst_and_underflow_come_back_as_async_messages():
+    with open_radio("usrp", args="type=virtual", sample_rate_hz=1e6) as r:
+        time.sleep(0.05)
+        r.tx(tone(1000), at_time_s=0.001)  # its time has passed: dropped, EVENT_CODE_TIME_ERROR
+        assert r.counters.late_bursts == 1
+        r.tx(tone(2000), end_of_burst=False)
+        time.sleep(0.2)  # the continuation comes after the first part ran out: EVENT_CODE_UNDERFLOW
+        r.tx(tone(2000), start_of_burst=False)
+        time.sleep(0.05)
         assert r.counters.underflows == 1
-        # continuous mode: one start command, samples keep flowing across reads
-        r.rx_mode = "continuous"
-        r.rx(500)
-        r.rx(500)
-        modes = [c.mode.name for c in r._rx_streamer.commands]
-        assert modes.count("start_cont") == 1
-        r.center_freq_hz = 2.45e9  # a retune stops the stream; the next read restarts it (timed)
-        r.rx(10)
-        modes = [c.mode.name for c in r._rx_streamer.commands]
-        assert modes.count("stop_cont") >= 1 and modes.count("start_cont") == 2
 
 
-def test_timeout_raises_instead_of_hanging(fake_uhd):
-    with open_radio("usrp", args="type=b200", profile="b200", timeout_s=0.1) as r:
-        r._rx_streamer.issue_stream_cmd = lambda cmd: None  # the device ignores commands (unplugged)
-        with pytest.raises(TimeoutError, match="delivered 0 of 10 samples"):
-            r.rx(10)
+def test_virtual_device_follows_uhd_stream_command_semantics():
+    """The uhd.types/uhd.usrp subset as UHD documents it: num_done, late commands, error codes, strings."""
+    u = vu.usrp.MultiUSRP("type=virtual,link=semantics")
+    u.set_rx_rate(1e6, 0)
+    u.set_time_now(vu.types.TimeSpec(0.0))
+    st = u.get_rx_stream(vu.usrp.StreamArgs("fc32", "sc16"))
+    md = vu.types.RXMetadata()
+    buf = np.zeros((1, 4000), np.complex64)
+    cmd = vu.types.StreamCMD(vu.types.StreamMode.num_done)
+    cmd.num_samps = 3000
+    cmd.stream_now = False
+    cmd.time_spec = u.get_time_now() + 0.02
+    st.issue_stream_cmd(cmd)
+    got, t_first, eob = 0, None, False
+    while not eob:
+        k = st.recv(buf, md, 1.0)
+        assert md.error_code == vu.types.RXMetadataErrorCode.none, md.strerror()
+        t_first = md.time_spec.get_real_secs() if t_first is None else t_first
+        got += k
+        eob = md.end_of_burst
+    assert got == 3000 and t_first == pytest.approx(cmd.time_spec.get_real_secs())
+    assert st.recv(buf, md, 0.05) == 0 and md.error_code == vu.types.RXMetadataErrorCode.timeout
+    late = vu.types.StreamCMD(vu.types.StreamMode.start_cont)
+    late.stream_now = False
+    late.time_spec = vu.types.TimeSpec(0.001)  # already past
+    st.issue_stream_cmd(late)
+    assert st.recv(buf, md, 0.5) == 0 and md.strerror() == "ERROR_CODE_LATE_COMMAND"
+    with pytest.raises(RuntimeError, match="fc32"):
+        u.get_rx_stream(vu.usrp.StreamArgs("sc16", "sc16"))
+    with pytest.raises(AttributeError):
+        md.error_code = vu.types.RXMetadataErrorCode.none  # read-only, as in UHD's bindings
+    del u
 
 
-def test_settings_validated_per_profile(fake_uhd):
+def test_crystal_offset_is_a_consistent_cfo_between_two_devices():
+    fc, fs = 2.44e9, 1e6
+    with open_radio("usrp", args="type=virtual,ppm=3,link=cfo", sample_rate_hz=fs, center_freq_hz=fc,
+                    tx_gain_db=60) as tx, \
+            open_radio("usrp", args="type=virtual,ppm=-2,link=cfo", sample_rate_hz=fs, center_freq_hz=fc,
+                       rx_gain_db=40) as rx:
+        rx.rx(1000)
+        tx.tx(tone(40_000, 0.5, 0.0))  # a carrier at 0 Hz offset
+        y = rx.rx(200_000)
+    k = find_burst(y, 40_000)
+    seg = y[k + 1000:k + 39_000]
+    f = np.angle(np.sum(seg[1:] * np.conj(seg[:-1]))) / (2 * np.pi) * fs
+    assert f == pytest.approx(5e-6 * fc, abs=50)  # (3 - (-2)) ppm of 2.44 GHz = 12.2 kHz
+
+
+def test_bad_settings_and_device_args_are_named():
     with pytest.raises(ValueError, match=r"sample_rate_hz=5e\+07 is outside the n210 profile's range"):
-        open_radio("usrp", args="addr=192.168.10.2", profile="n210", sample_rate_hz=50e6)
+        open_radio("usrp", args="type=virtual", profile="n210", sample_rate_hz=50e6)
     with pytest.raises(ValueError, match="rx_gain_db"):
-        open_radio("usrp", args="type=b200", profile="b200", rx_gain_db=90)
-    with pytest.raises(ConnectionError, match="uhd_find_devices"):
-        open_radio("usrp", args="type=absent")
+        open_radio("usrp", args="type=virtual", profile="b200", rx_gain_db=90)
+    with pytest.raises(ValueError, match="device arg 'colour=red' not understood"):
+        open_radio("usrp", args="type=virtual,colour=red")
+    with pytest.raises(ValueError, match="ppm=500"):
+        open_radio("usrp", args="type=virtual,ppm=500")
+
+
+def test_timeout_raises_instead_of_hanging():
+    with open_radio("usrp", args="type=virtual,out=tcp://127.0.0.1:9", timeout_s=0.3, start_delay_s=0.0) as r:
+        with pytest.raises((TimeoutError, RuntimeError), match="USRP"):
+            r.rx(10)
 
 
 def test_absent_usrp_with_the_real_uhd():
@@ -102,12 +170,23 @@ def test_absent_usrp_with_the_real_uhd():
         open_radio("usrp", args="type=b200", profile="b200")
 
 
+def test_virtual_types_match_the_real_uhd_names_and_codes():
+    uhd = pytest.importorskip("uhd", reason="UHD Python API not installed (apt install python3-uhd)")
+    for enum_name in ("RXMetadataErrorCode", "TXMetadataEventCode", "StreamMode"):
+        real = getattr(uhd.types, enum_name).__members__
+        ours = getattr(vu.types, enum_name).__members__
+        assert set(ours) == set(real), enum_name
+        if enum_name != "StreamMode":
+            assert {k: int(v) for k, v in ours.items()} == {k: int(v) for k, v in real.items()}
+    assert vu.types.RXMetadata().strerror() == uhd.types.RXMetadata().strerror()
+
+
 @pytest.mark.hardware("usrp")
 def test_real_usrp_rx_tx_smoke():
     """Run with a USRP attached: pytest --hardware usrp tests/test_usrp.py"""
-    with open_radio("usrp", args="", sample_rate_hz=1e6, center_freq_hz=2.45e9, rx_gain_db=20, tx_gain_db=30,
+    with open_radio("usrp", args="", sample_rate_hz=1e6, center_freq_hz=2.44e9, rx_gain_db=20, tx_gain_db=30,
                     profile="b210") as r:
-        for _ in range(200):  # would crash with recv_num_samps after a few hundred calls
+        for _ in range(200):  # one streamer: would crash with recv_num_samps after a few hundred calls
             y = r.rx(10_000)
             assert y.dtype == np.complex64 and np.isfinite(y).all() and np.abs(y).max() <= 1.01
         r.tx(tone(10_000, 0.3))

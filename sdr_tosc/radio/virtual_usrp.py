@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from .emulator.air import StreamResampler
 from .virtual_usrp_types import (
     RXMetadata,
     RXMetadataErrorCode,
@@ -103,44 +104,12 @@ def _release_shared_channel(name: str) -> None:
             entry[0].stop()
 
 
-class StreamResampler:
-    """Continuous sample-clock conversion (cubic Lagrange): output m is the input at ``m / (1 + ppm 1e-6)``."""
-
-    def __init__(self, ppm: float) -> None:
-        self.ratio = 1.0 + float(ppm) * 1e-6
-        self._buf = np.zeros(1, np.complex64)  # covers input indices [base, base + len)
-        self._base = -1
-        self._m = 0
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.ratio == 1.0:
-            return x
-        buf = np.concatenate([self._buf, x])
-        last = self._base + buf.size - 1
-        m_end = int(math.floor((last - 2) * self.ratio)) + 1
-        if m_end <= self._m:
-            self._buf = buf
-            return np.zeros(0, np.complex64)
-        t = np.arange(self._m, m_end, dtype=np.float64) / self.ratio
-        i = np.floor(t).astype(np.int64)
-        mu = t - i
-        j = i - self._base  # local index of x[i]; j - 1 >= 0 by construction
-        xm1, x0, x1, x2 = buf[j - 1], buf[j], buf[j + 1], buf[j + 2]
-        y = (-mu * (mu - 1) * (mu - 2) / 6 * xm1 + (mu + 1) * (mu - 1) * (mu - 2) / 2 * x0
-             - (mu + 1) * mu * (mu - 2) / 2 * x1 + (mu + 1) * mu * (mu - 1) / 6 * x2)
-        self._m = m_end
-        keep = int(math.floor(self._m / self.ratio)) - 1 - self._base
-        keep = max(0, min(keep, buf.size))
-        self._buf = buf[keep:]
-        self._base += keep
-        return y.astype(np.complex64)
-
-
 def quantize(x: np.ndarray, bits: int) -> np.ndarray:
-    """Quantise I and Q to ``bits`` (two's complement full scale 1.0) and clip, as an ADC does."""
-    scale = np.float32(2 ** (bits - 1) - 1)
+    """Quantise I and Q to ``bits`` two's complement and clip, as an ADC does (codes -2^(b-1) .. 2^(b-1) - 1,
+    seen by the host as code / 2^(b-1) after UHD's sc16 -> fc32 conversion)."""
+    scale = np.float32(2 ** (bits - 1))
     f = x.view(np.float32)
-    q = np.clip(np.rint(f * scale), -scale - 1, scale) / scale
+    q = np.clip(np.rint(f * scale), -scale, scale - 1) / scale
     return q.astype(np.float32).view(np.complex64)
 
 
@@ -173,7 +142,9 @@ class _Core:
         self.rx_queue: collections.deque = collections.deque()  # [kind, time_s, samples] packets
         self.rx_queued = 0
         self.rx_overflowing = False
-        self.rx_resampler: StreamResampler | None = None
+        self.host_waiting = False  # a host thread is blocked in recv() for want of samples
+        self.commands: list[tuple[str, bool, float]] = []  # (mode, stream_now, time) of each stream command
+        self.rx_resampler = None  # channel (true) clock -> device clock: the sampling-clock offset
         self.rx_rotator = None
         # TX state
         self.tx_queue: collections.deque = collections.deque()  # [mono_due, samples, sob, eob]
@@ -228,7 +199,7 @@ class _Core:
                                    f"{'transmit' if direction == 'tx' else 'receive'}")
             kw = {"tx_endpoint": ep} if direction == "tx" else {"rx_endpoint": ep}
             setattr(self, attr, ZmqRadio(**kw, sample_rate_hz=self.rx_rate, center_freq_hz=self.rx_freq,
-                                         check_full_scale=False, timeout_s=5.0, max_outstanding=1))
+                                         check_full_scale=False, timeout_s=2.0, max_outstanding=1))
         return getattr(self, attr)
 
     def connect(self, direction: str) -> None:
@@ -236,13 +207,14 @@ class _Core:
         a = self.args
         if a["in" if direction == "tx" else "out"] or not (a["in"] or a["out"]):
             link = self._link(direction)
-            if direction == "rx":
-                link.rx(1)  # open the TCP connection now, not in the first paced read
+            if direction == "rx" and self._shared is not None:
+                link.rx(1)  # the simulator it just started answers its first request slowly: not in a paced read
 
     # -- RX -------------------------------------------------------------------------------------------
     def issue(self, cmd: StreamCMD) -> None:
         with self.lock:
             mode = cmd.mode
+            self.commands.append((mode.name, bool(cmd.stream_now), cmd.time_spec.get_real_secs()))
             if mode is StreamMode.stop_cont:
                 self.rx_streaming = False
                 self.rx_cmd = None
@@ -266,7 +238,7 @@ class _Core:
             self.rx_t0 = t0
             self.rx_mono_start = self.mono_at(t0)
             self.rx_pulled = self.rx_produced = 0
-            self.rx_resampler = StreamResampler(self.ppm)
+            self.rx_resampler = StreamResampler(1.0 + self.ppm * 1e-6) if self.ppm else None
             from ..channel.impairments import PhaseRotator
 
             self.rx_rotator = PhaseRotator(-self.ppm * 1e-6 * self.rx_freq, self.rx_rate)
@@ -288,7 +260,7 @@ class _Core:
                 if not self.rx_streaming:
                     return
                 self.rx_pulled += n
-                y = self.rx_resampler(x)
+                y = self.rx_resampler(x) if self.rx_resampler is not None else x
                 y = self.rx_rotator(y)
                 g = np.float32(10.0 ** (self.rx_gain / 20.0))
                 y = y * g
@@ -313,6 +285,8 @@ class _Core:
 
     def _deliver(self, y: np.ndarray, t: float, end_of_burst: bool) -> None:
         room = self.args["recv_buffer_samples"] - self.rx_queued
+        if self.host_waiting:  # the host drains packets as they come: this block would not pile up
+            room = max(room, y.size)
         if y.size > room:  # the host did not keep up: the device drops what does not fit
             if not self.rx_overflowing:
                 self.rx_queue.append(["overflow", t, None])
@@ -337,7 +311,11 @@ class _Core:
                 if left <= 0:
                     md._set(RXMetadataErrorCode.timeout)
                     return 0
-                self.lock.wait(min(left, 0.05))
+                self.host_waiting = True
+                try:
+                    self.lock.wait(min(left, 0.05))
+                finally:
+                    self.host_waiting = False
             head = self.rx_queue[0]
             kind = head[0]
             if kind != "data":
@@ -630,10 +608,11 @@ class MultiUSRP:
         self._core.connect("tx")
         return TxStreamer(self._core, args)
 
-    def virtual_stats(self) -> dict[str, int]:
-        """What the device counted on its side (overflows, dropped samples, underflows, late bursts)."""
+    def virtual_stats(self) -> dict[str, Any]:
+        """What the device counted on its side (overflows, dropped samples, underflows, late bursts) and the
+        stream commands it received (diagnostics; a real USRP has no such call)."""
         with self._core.lock:
-            return dict(self._core.stats)
+            return {**self._core.stats, "stream_commands": list(self._core.commands)}
 
     def recv_num_samps(self, *args: Any, **kwargs: Any):
         raise RuntimeError("recv_num_samps makes a new streamer per call; UHD leaks them when it is called in "
