@@ -241,6 +241,27 @@ class ZmqRadio(Radio):
     """
 
     kind = "zmq"
+    default_profile = "zmq"
+    uri_help = "zmq endpoint of the channel simulator (default tcp://127.0.0.1:5555 for TX, :5556 for RX)"
+    packages = (("pyzmq", "pyzmq", "zmq"),)
+
+    @classmethod
+    def probe(cls) -> Any:
+        from .base import BackendStatus
+
+        try:
+            import zmq
+        except ImportError as exc:
+            return BackendStatus("zmq", False, f"pyzmq not importable ({exc}); install it: pip install pyzmq")
+        return BackendStatus("zmq", True, f"pyzmq {zmq.pyzmq_version()}, libzmq {zmq.zmq_version()}")
+
+    @classmethod
+    def from_uri(cls, uri: str | None, role: str) -> dict[str, Any]:
+        super().from_uri(uri, role)
+        if role == "trx":
+            raise ValueError("a zmq radio used as both ends needs two endpoints; use the loopback simulator "
+                             "(no --radio) or open_radio('zmq', tx_endpoint=..., rx_endpoint=...)")
+        return {f"{role}_endpoint": uri or ("tcp://127.0.0.1:5555" if role == "tx" else "tcp://127.0.0.1:5556")}
 
     def __init__(
         self,
