@@ -70,6 +70,11 @@ class ChannelConfig:
     max_pending_samples: int = 1 << 21
 
     def __post_init__(self) -> None:
+        if self.taps is not None and not (isinstance(self.taps, tuple)
+                                          and all(isinstance(t, complex) for t in self.taps)):
+            if not isinstance(self.taps, (str, list, tuple)):
+                raise ValueError(f"taps must be a string or a list, got {type(self.taps).__name__}")
+            object.__setattr__(self, "taps", tuple(parse_taps(self.taps)))  # TOML lists, [re, im] pairs
         self.validate()
 
     def validate(self) -> None:
