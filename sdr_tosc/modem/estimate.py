@@ -37,7 +37,7 @@ def preamble_noise(x: np.ndarray, start: np.ndarray, dc: np.ndarray, grid: Resou
     """Noise variance per sample from the preamble's repetitions; returns (s2[F], degrees of freedom)."""
     cp, n = grid.cp, grid.n_fft
     d = dc[:, None].astype(np.complex64)
-    sync = gather(x, start[:, None] + np.arange(cp, grid.sync_len - 8)[None, :]) - d
+    sync = gather(x, start[:, None] + np.arange(cp, grid.sync_plus_len - cp)[None, :]) - d
     e_s, n_s = lag_diff(sync, 8)
     t0 = start + grid.sync_len + cp
     ltf = gather(x, t0[:, None] + np.arange(grid.ltf_cp - cp + 2 * n - 8)[None, :]) - d

@@ -11,7 +11,8 @@ One burst, dense (no zero samples), in this order::
     samples per burst = 544 + 80 * (H + ceil(n / 46))     (H = 3 short header, 16 robust header)
 
 * Resource grid, pilots and the fixed sequences: :mod:`sdr_tosc.modem.grid`, :mod:`sdr_tosc.modem.sequences`.
-* SYNC: 48 repetitions of an 8-sample period (6 QPSK tones on bins +-8, +-16, +-24). Detected by a
+* SYNC: 48 repetitions of an 8-sample period (6 QPSK tones on bins +-8, +-16, +-24), the last 4 negated
+  (a timing marker). Detected by a
   per-period matched filter and a coherent FFT across periods that searches every CFO up to +-4.4 % of the
   sample rate at once; found down to about -9 dB SNR (:mod:`sdr_tosc.modem.sync`).
 * LTF: a 32-sample CP and two identical 64-sample BPSK symbols on all 50 used bins: fine timing (with the

@@ -17,6 +17,7 @@ from . import sequences as seq
 from .config import ModemConfig
 
 SYNC_PERIOD = 8  # samples; the sync tones are multiples of fft_size / 8
+SYNC_FLIP = 4  # periods at the end of the sync field sent negated (timing marker)
 
 
 class ResourceGrid:
@@ -60,7 +61,11 @@ class ResourceGrid:
         self.sync_bins = bins[keep] % n
         self.sync_period = period.astype(np.complex64)  # one 8-sample period, unit power
         self.sync_len = SYNC_PERIOD * config.sync_periods
+        # the last SYNC_FLIP periods are negated: a timing marker (the timing search cannot mistake the
+        # repeated LTF for itself 64 samples away, nor the periodic part for itself 8k samples away)
         self.sync_td = np.tile(period, config.sync_periods)
+        self.sync_td[-SYNC_FLIP * SYNC_PERIOD :] *= -1
+        self.sync_plus_len = SYNC_PERIOD * (config.sync_periods - SYNC_FLIP)  # the unflipped part
 
         # LTF: BPSK on every used bin (length checked against the constant)
         ltf_signs = seq.signs(seq.LTF_SIGNS)

@@ -17,8 +17,8 @@ Detection (:func:`detect`), in three passes over the buffer:
    -8 dB), compared with ``ModemConfig.detect_threshold``.
 
 Synchronisation (:func:`synchronise`), vectorised over the detections of a buffer: coarse CFO from the FFT
-peak (interpolated); timing by correlating with the preamble's tail (last 16 sync periods + LTF with its CP,
-288 samples: the periodic part repeats every 8 samples, the LTF does not, so the peak is unique) over every
+peak (interpolated); timing by correlating with the preamble's tail (last 8 sync periods, 4 of them negated, + LTF with its
+CP, 224 samples: the sign flip and the LTF tell shifts of 8 and of 64 samples apart, so the peak is unique) over every
 lag the detection window allows; the earliest path within ``cp - 4`` samples of the peak is taken (the FFT
 window starts 2 samples early); fine CFO by an ML phase-slope fit over the whole known preamble (data
 aided: 544 samples); receiver DC as the mean over the sync field; a gate on the tail correlation and on
@@ -39,7 +39,7 @@ _BLOCK = 64  # samples per detection block (8 periods)
 _WIN_BLOCKS = 4  # detection window = 4 blocks = 32 periods
 _NFFT = 64  # CFO search FFT over the window's 32 periods (2x zero padding)
 _PRUNE = 1.22  # non-coherent pre-test (mean 1 on noise, std 0.18)
-_TAIL_SYNC = 128  # sync samples in the timing template
+_TAIL_SYNC = 64  # sync samples in the timing template (they do not tell shifts of 8 samples apart)
 _GATE = 12.0  # tail correlation gate (mean ~1 on noise; 39 at -8 dB)
 _TONE_SHARE = 0.6  # largest share of the sync energy one tone may hold
 _FIRST_PATH_FRACTION = 0.45
@@ -166,11 +166,11 @@ def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_p
     cfo = np.array([d.cfo for d in dets])
     metric = np.array([d.metric for d in dets])
     n_win = _WIN_BLOCKS * _BLOCK
-    # LTF-CP start: the window lies inside the sync field, so it starts between 4 periods early (partial
-    # overlap at high SNR) and 4 periods after the last full-window position.
-    k_hi = sync_periods - _WIN_BLOCKS * SYNC_PERIOD + 4
+    # LTF-CP start: the window lies mostly inside the sync field: it starts between 12 periods early
+    # (partial overlap wins now and then at low SNR) and 12 periods after the last full-window position.
+    k_hi = sync_periods - _WIN_BLOCKS * SYNC_PERIOD + 12
     lo = w0 + grid.sync_len - SYNC_PERIOD * k_hi - 4
-    n_lags = SYNC_PERIOD * (k_hi + 4) + 9
+    n_lags = SYNC_PERIOD * (k_hi + 12) + 9
     tail_t = np.concatenate([grid.sync_td[-_TAIL_SYNC:], grid.preamble_td[grid.sync_len:]])
     tl = tail_t.size
     t = np.arange(-_TAIL_SYNC, n_lags + tl - _TAIL_SYNC)
@@ -216,10 +216,8 @@ def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_p
     chunks = z[:, : (L // 16) * 16].reshape(nf, -1, 16).sum(axis=2)
     cfo = cfo + _phase_slope(chunks) / (2 * np.pi * 16)
     # tone gate: share of the period-averaged sync energy in the strongest tone
-    per = gather(x, start[:, None] + np.arange(2 * SYNC_PERIOD, grid.sync_len)[None, :]) - dc[:, None].astype(
-        np.complex64
-    )
-    tt2 = np.arange(2 * SYNC_PERIOD, grid.sync_len)
+    tt2 = np.arange(2 * SYNC_PERIOD, grid.sync_plus_len)
+    per = gather(x, start[:, None] + tt2[None, :]) - dc[:, None].astype(np.complex64)
     per = per * np.exp(-2j * np.pi * cfo[:, None] * tt2[None, :]).astype(np.complex64)
     avg = per.reshape(nf, -1, SYNC_PERIOD).mean(axis=1)
     tones = np.abs(np.fft.fft(avg, axis=1)) ** 2
