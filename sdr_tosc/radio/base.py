@@ -117,6 +117,9 @@ class Radio(abc.ABC):
     can_receive: bool = True
     #: the device's serial number when the backend can read it (recordings, calibration file names)
     serial: str | None = None
+    #: samples the radio can hold between the air and rx() (kernel or host queue): after a pause, a reader
+    #: may have to read this many older samples before it reaches what was just sent (wait budgets)
+    rx_queue_samples: int = 0
 
     @classmethod
     def probe(cls) -> BackendStatus:

@@ -29,6 +29,7 @@ import logging
 import math
 import queue
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,8 @@ class UsrpRadio(Radio):
 
     ``args``: UHD device arguments, e.g. ``"type=b200"``, ``"serial=3123ABC"``, ``"addr=192.168.10.2"``,
     or ``"type=virtual[,ppm=..,in=..,out=..]"`` (see :mod:`sdr_tosc.radio.virtual_usrp`).
-    ``rx_queue_s``: seconds of samples the host queue holds between the reader thread and ``rx()``.
+    ``rx_queue_s``: seconds of samples the host queue holds between the reader thread and ``rx()``
+    (:attr:`rx_queue_samples`: what a reader may find queued after a pause).
     ``start_delay_s``: how far ahead the stream command and untimed bursts are timed.
     """
 
@@ -102,7 +104,7 @@ class UsrpRadio(Radio):
         rx_antenna: str | None = "RX2",
         tx_antenna: str | None = "TX/RX",
         bandwidth_hz: float | None = None,
-        rx_queue_s: float = 1.0,
+        rx_queue_s: float = 0.25,
         start_delay_s: float = 0.05,
         timeout_s: float = 3.0,
         wire_format: str = "sc16",
@@ -129,6 +131,7 @@ class UsrpRadio(Radio):
         self._bandwidth_hz = bandwidth_hz
         self._reader: threading.Thread | None = None
         self._streaming = False
+        self._bursts_in_flight = 0  # bursts sent with end_of_burst and not yet acknowledged
         try:
             self._usrp = uhd.usrp.MultiUSRP(args)
         except (RuntimeError, LookupError, KeyError, OSError) as exc:
@@ -219,8 +222,7 @@ class UsrpRadio(Radio):
         cmd = uhd.types.StreamCMD(uhd.types.StreamMode.start_cont)
         cmd.stream_now = False
         cmd.time_spec = self._time_spec(self.start_delay_s)
-        chunk = READ_PACKETS * self._max_rx
-        self._queue = queue.Queue(maxsize=max(2, math.ceil(self.rx_queue_s * self.sample_rate_hz / chunk)))
+        self._queue = queue.Queue(maxsize=self._queue_chunks())
         self._residual = np.zeros(0, np.complex64)
         self._reader_error = None
         self._stop_reader = threading.Event()
@@ -229,6 +231,16 @@ class UsrpRadio(Radio):
         self._reader = threading.Thread(target=self._read_loop, args=(self._stop_reader, self._queue),
                                         name=f"usrp-rx-{self.args}", daemon=True)
         self._reader.start()
+
+    def _queue_chunks(self) -> int:
+        return max(2, math.ceil(self.rx_queue_s * self.sample_rate_hz / (READ_PACKETS * self._max_rx)))
+
+    @property
+    def rx_queue_samples(self) -> int:
+        """Samples the host queue holds at most (plus one read in the reader's hands)."""
+        if not hasattr(self, "_max_rx"):
+            return 0
+        return (self._queue_chunks() + 1) * READ_PACKETS * self._max_rx
 
     def _read_loop(self, stop: threading.Event, q: queue.Queue) -> None:
         """Reader thread: recv without pause into the bounded queue; count what the metadata reports."""
@@ -338,11 +350,21 @@ class UsrpRadio(Radio):
             sent += k
             md.start_of_burst = False
             md.has_time_spec = False
+        if end_of_burst:
+            self._bursts_in_flight += 1
         self._poll_async()
+
+    def wait_tx_done(self, timeout_s: float | None = None) -> bool:
+        """Wait until every burst sent has left the antenna (UHD's burst ACK for each end of burst, or its
+        time error); True when none is left in flight. ``close()`` does this first."""
+        deadline = time.monotonic() + (self.timeout_s + self.start_delay_s if timeout_s is None else timeout_s)
+        while self._bursts_in_flight > 0 and time.monotonic() < deadline:
+            self._poll_async(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self._bursts_in_flight == 0
 
     def _poll_async(self, timeout_s: float = 0.0) -> None:
         """Count TX underflows, late bursts and sequence errors reported by the device (async messages)."""
-        if self._closed or self._tx_streamer is None:
+        if getattr(self, "_tx_streamer", None) is None:
             return
         uhd = self._uhd
         ev = uhd.types.TXMetadataEventCode
@@ -351,8 +373,11 @@ class UsrpRadio(Radio):
             code = md.event_code
             if code in (ev.underflow, ev.underflow_in_packet):
                 self._counters.underflows += 1
-            elif code == ev.time_error:
+            elif code == ev.burst_ack:
+                self._bursts_in_flight = max(0, self._bursts_in_flight - 1)
+            elif code == ev.time_error:  # the device dropped a late burst
                 self._counters.late_bursts += 1
+                self._bursts_in_flight = max(0, self._bursts_in_flight - 1)
             elif code in (ev.seq_error, ev.seq_error_in_packet):
                 self._counters.dropped_samples += 1  # a lost packet; UHD does not say how many samples
             timeout_s = 0.0
@@ -368,7 +393,8 @@ class UsrpRadio(Radio):
         except RuntimeError:
             pass
         try:
-            self._poll_async()
+            if not self.wait_tx_done():  # the device plays out what it holds; do not cut a burst short
+                log.warning("USRP %r: %d burst(s) not acknowledged at close", self.args, self._bursts_in_flight)
         except RuntimeError:
             pass
         self._rx_streamer = self._tx_streamer = None
