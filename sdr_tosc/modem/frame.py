@@ -333,24 +333,51 @@ class Modem:
         return est.linear_phase(corr)
 
     def _try_headers(self, syncs: list[_Sync], nh: int) -> None:
+        """Decode the ``nh``-symbol header form of every candidate; sets ``header`` where the CRC passes.
+
+        A second pass re-estimates the phase and the channel with the first pass's decisions as known
+        cells (decision directed: at low SNR the LTF and 4 pilots per symbol leave most of the error) and
+        decodes again, for the candidates the first pass did not decode.
+        """
         g, n = self.grid, self.n_fft
-        h = np.zeros((len(syncs), n), complex)
         noise_bin = np.array([s.noise_var for s in syncs]) * n
-        h_used = np.stack([s.h_ltf for s in syncs])
-        if self.config.smooth_channel:
-            h_used = est.smooth_channel(h_used, noise_bin / 2, g)
-        h[:, g.used] = h_used
+        h_raw = np.stack([s.h_ltf for s in syncs])
         y = np.stack([s.y_hdr[:nh] for s in syncs])
+        h = np.zeros((len(syncs), n), complex)
+        h[:, g.used] = est.smooth_channel(h_raw, noise_bin / 2, g) if self.config.smooth_channel else h_raw
         phase = self._header_phase(y, h)
-        hd = h[:, None, g.data]
-        eq = y[:, :, g.data] * np.exp(-1j * phase)[:, :, None] / hd
-        nv = noise_bin[:, None, None] * (1.0 + 0.5) / np.maximum(np.abs(hd) ** 2, 1e-30)
-        nv = np.broadcast_to(nv, eq.shape)
-        headers, ok = self.codec.decode(eq.reshape(len(syncs), -1), nv.reshape(len(syncs), -1))
-        for s, hh, good in zip(syncs, headers, ok, strict=True):
-            if good and hh is not None and hh.length <= self.config.max_payload_symbols:
-                s.header = hh
-                s.n_hdr = self.header_symbols(hh.robust)
+        pending = np.arange(len(syncs))
+        for attempt in range(2):
+            hd = h[pending][:, None, g.data]
+            eq = y[pending][:, :, g.data] * np.exp(-1j * phase)[:, :, None] / hd
+            train = 2 if attempt == 0 else 2 + nh
+            nv = noise_bin[pending, None, None] * (1.0 + 1.0 / train) / np.maximum(np.abs(hd) ** 2, 1e-30)
+            nv = np.broadcast_to(nv, eq.shape)
+            headers, ok = self.codec.decode(eq.reshape(pending.size, -1), nv.reshape(pending.size, -1))
+            for i, hh, good in zip(pending, headers, ok, strict=True):
+                if good and hh is not None and hh.length <= self.config.max_payload_symbols:
+                    syncs[i].header = hh
+                    syncs[i].n_hdr = self.header_symbols(hh.robust)
+            if attempt == 1 or nh == self.n_hdr:
+                break
+            keep = ~ok
+            if not keep.any():
+                break
+            # decision-directed: the first pass's bits as known header cells
+            bits = self.codec.last_bits[keep]
+            pending = pending[keep]
+            known = np.zeros((pending.size, nh, n), complex)
+            known[:, :, g.data] = self.codec.cells(bits, nh).reshape(pending.size, nh, self.n_data)
+            known[:, :, g.pilots] = g.pilot_values(np.arange(nh))[None]
+            yp = y[pending]
+            ph = est.linear_phase(np.sum(yp * np.conj(known * h[pending][:, None, :]), axis=2))
+            h_hdr = np.mean(yp * np.exp(-1j * ph)[:, :, None] * np.conj(known), axis=1)[:, g.used]
+            h_new = (2 * h_raw[pending] + nh * h_hdr) / (2 + nh)
+            if self.config.smooth_channel:
+                h_new = est.smooth_channel(h_new, noise_bin[pending] / (2 + nh), g)
+            h[pending] = 0
+            h[pending[:, None], g.used[None, :]] = h_new
+            phase = est.linear_phase(np.sum(yp * np.conj(known * h[pending][:, None, :]), axis=2))
 
     def _decode_headers(self, syncs: list[_Sync]) -> None:
         self._try_headers(syncs, self.n_hdr)

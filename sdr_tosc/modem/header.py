@@ -141,16 +141,21 @@ class HeaderCodec:
         """complex64[n_sym * n_data] QPSK cells of the header (``n_sym`` by ``header.robust``)."""
         raw = header.to_bytes(length)
         c = crc16(raw)
-        bits = np.unpackbits(np.frombuffer(raw + bytes([c >> 8, c & 255]), np.uint8)).astype(np.int64)
-        coded = (bits @ self._gen) & 1
+        bits = np.unpackbits(np.frombuffer(raw + bytes([c >> 8, c & 255]), np.uint8))
         n_sym = self.robust_symbols if header.robust else SHORT_HEADER_SYMBOLS
-        slot = (1.0 - 2.0 * coded[self._src[n_sym]]).astype(np.float32) / np.float32(math.sqrt(2.0))
-        return slot.view(np.complex64)
+        return self.cells(bits[None], n_sym)[0]
+
+    def cells(self, bits: np.ndarray, n_sym: int) -> np.ndarray:
+        """QPSK cells ``complex64[F, n_sym * n_data]`` of 64-bit header words ``bits[F, 64]`` (0/1)."""
+        coded = (np.asarray(bits, np.int64) @ self._gen) & 1
+        slot = (1.0 - 2.0 * coded[:, self._src[n_sym]]).astype(np.float32) / np.float32(math.sqrt(2.0))
+        return np.ascontiguousarray(slot).view(np.complex64)
 
     def decode(self, cells: np.ndarray, noise_var: np.ndarray) -> tuple[list[FrameHeader | None], np.ndarray]:
         """Soft-decode equalised header cells ``complex[F, n_sym * n_data]`` with per-cell noise variance.
 
         Returns (header or None per candidate, CRC ok per candidate). ``n_sym`` is 3 or the robust count.
+        The decoded bits of the last call stay in ``last_bits`` (for decision-directed re-estimation).
         """
         f, n_cells = cells.shape
         n_sym = n_cells // self.n_data
@@ -160,6 +165,7 @@ class HeaderCodec:
         slot_llr[:, 1::2] = cells.imag * scale
         llrs = slot_llr @ self._combine[n_sym]
         bits = np.atleast_2d(viterbi_decode(np.clip(llrs, -1e6, 1e6)))
+        self.last_bits = bits
         headers: list[FrameHeader | None] = []
         ok = np.zeros(f, bool)
         for i, b in enumerate(bits):

@@ -40,8 +40,8 @@ _WIN_BLOCKS = 4  # detection window = 4 blocks = 32 periods
 _NFFT = 64  # CFO search FFT over the window's 32 periods (2x zero padding)
 _PRUNE = 1.22  # non-coherent pre-test (mean 1 on noise, std 0.18)
 _TAIL_SYNC = 64  # sync samples in the timing template (they do not tell shifts of 8 samples apart)
-_GATE = 12.0  # tail correlation gate (mean ~1 on noise; 39 at -8 dB)
-_TONE_SHARE = 0.6  # largest share of the sync energy one tone may hold
+_GATE = 10.0  # tail correlation gate (about 6 on noise at the best of ~330 lags; 24 at -8 dB)
+_TONE_SHARE = 0.9  # largest share of the sync energy one tone may hold (CW: > 0.99; multipath: < 0.8)
 _FIRST_PATH_FRACTION = 0.45
 TIMING_BACKOFF = 2  # FFT windows start this many samples before the detected first path
 
