@@ -96,5 +96,6 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     st = plutos.stats
     print(f"emulate: stopped after {st['wall_s']:.1f} s (clock busy {100 * st['busy_s'] / max(st['wall_s'], 1e-9):.0f} %, "
-          f"worst lag {1e3 * st['max_lag_s']:.1f} ms)", file=sys.stderr)
+          f"worst lag {1e3 * st['max_lag_s']:.1f} ms, {st['resyncs']} link resyncs, {st['skipped_s']:.2f} s skipped)",
+          file=sys.stderr)
     return 0

@@ -217,6 +217,9 @@ class PlutoRadio(Radio):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 39_992_000 <= value <= 40_008_000:
             raise ValueError(f"xo_correction_hz must be an int within 40 MHz +- 200 ppm [39992000, 40008000], got {value!r}")
         self._phy().attrs["xo_correction"].value = str(int(value))
+        # re-tune: the LO synthesizers follow the new reference only when their frequency is written
+        self._sdr.rx_lo = int(round(self.center_freq_hz))
+        self._sdr.tx_lo = int(round(self.center_freq_hz))
         self._invalidate_rx()
 
     def _phy(self):
