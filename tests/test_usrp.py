@@ -147,6 +147,14 @@ def test_crystal_offset_is_a_consistent_cfo_between_two_devices():
     assert f == pytest.approx(5e-6 * fc, abs=50)  # (3 - (-2)) ppm of 2.44 GHz = 12.2 kHz
 
 
+def test_one_receiver_per_shared_channel():
+    with open_radio("usrp", args="type=virtual,link=two,serial=A") as a, \
+            open_radio("usrp", args="type=virtual,link=two,serial=B") as b:
+        a.rx(100)
+        with pytest.raises(RuntimeError, match="device A already receives on the channel link='two'"):
+            b.rx(100)
+
+
 def test_bad_settings_and_device_args_are_named():
     with pytest.raises(ValueError, match=r"sample_rate_hz=5e\+07 is outside the n210 profile's range"):
         open_radio("usrp", args="type=virtual", profile="n210", sample_rate_hz=50e6)
