@@ -64,13 +64,20 @@ def run_campaign(
     bin_db: float = 2.0,
     progress: bool = True,
     on_point: Callable[[dict[str, Any]], None] | None = None,
+    settle: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the link at every operating point; ``apply(value)`` sets it and returns what it set."""
+    """Run the link at every operating point; ``apply(value)`` sets it and returns what it set.
+
+    ``settle()`` runs after each ``apply``: with real radios it reads and discards what the RX kernel
+    queue still holds from the previous point, so frames of one point (whose sequence numbers restart at
+    every point) are never counted at the next one."""
     if not len(points):
         raise ValueError("a campaign needs at least one operating point")
     results, frames = [], []
     for i, value in enumerate(points):
         setting = apply(float(value))
+        if settle is not None:
+            settle()
         report = run_link(tx, rx, images, labels, progress=progress, truth=truth)
         snrs = np.array([f["snr_db"] for f in report.frames if f.get("received")])
         true = np.array([f["snr_true_db"] for f in report.frames if "snr_true_db" in f])

@@ -80,10 +80,13 @@ def run(args: argparse.Namespace) -> int:
     link = link_config(args, pack_bursts=hardware)
     modem = Modem(modem_config(args))
     points = getattr(args, sweep)
-    entry = lookup(load_calibration(args.calibration), args.center_freq_hz or 2.4e9) if args.calibration else None
+    doc = load_calibration(args.calibration) if args.calibration else None
 
     with contextlib.ExitStack() as stack:
         txr, rxr, ch = stack.enter_context(radio_pair(args, chan))
+        entry = lookup(doc, float(txr.center_freq_hz)) if doc is not None else None
+        if hardware:
+            link = _over_the_air(txr, rxr, link, entry)
         fb_rx, fb_tx = feedback_pair(stack, link)
         tx = SemanticTransmitter(student, modem, txr, link, None if args.no_feedback else fb_rx,
                                  after_send=(lambda: channel_barrier(ch, txr)) if ch is not None else None)
@@ -106,9 +109,14 @@ def run(args: argparse.Namespace) -> int:
                   f"measured SNR {snr if snr is None else round(snr, 2)} dB  symbols {pt['symbols_mean']:.1f}",
                   file=sys.stderr)
 
+        def settle() -> None:  # what the RX kernel queue holds from the previous point is discarded
+            from ..calibrate import rx_wait_samples
+
+            rx.receive(rx_wait_samples(rxr))
+
         result = run_campaign(tx, rx, images, labels, points, apply,
                               truth=(lambda: ch.truth()) if ch is not None else None, bin_db=args.bin_db,
-                              progress=not args.no_progress, on_point=show)
+                              progress=not args.no_progress, on_point=show, settle=settle if hardware else None)
     result["sweep"] = sweep.replace("_", "-")
     print(f"{'measured SNR (dB)':>18} {'frames':>7} {'accuracy':>9}  95% interval")
     for b in result["binned"]:
@@ -119,3 +127,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"plot written to {args.plot}")
     write_result(args.json, result, {"link": link, "modem": modem.config, **({"channel": chan} if chan else {})})
     return 0
+
+
+def _over_the_air(txr, rxr, link, entry):  # noqa: ANN001, ANN202
+    """Before a campaign on real radios: the calibration's crystal trim on the TX, the pre-flight
+    (RX radio's TX off, noise floor, carrier offset trimmed by a tone when no calibration trim applies),
+    and a receive slack that covers the RX radio's kernel queue (else the last batch of each point is
+    still in the queue when the receiver gives up)."""
+    import dataclasses
+
+    from ..calibrate import preflight, rx_wait_samples
+
+    xo = (entry or {}).get("cfo", {}).get("tx_xo_correction_hz")
+    trimmed = xo is not None and hasattr(txr, "xo_correction_hz")
+    if trimmed:
+        txr.xo_correction_hz = int(xo)
+    pre = preflight(txr, rxr, tone=not trimmed)
+    print(f"pre-flight: noise floor {pre['noise_floor_dbfs']:.1f} dBFS (peak {pre['noise_peak_dbfs']:.1f}) with the "
+          f"TX off; RX radio's TX powered: {pre['rx_tx_powered']}"
+          + (f"; TX crystal trim from the calibration: xo_correction {int(xo)} Hz" if trimmed else "")
+          + (f"; carrier offset {pre['coarse_cfo_hz']:.0f} Hz" if "coarse_cfo_hz" in pre else "")
+          + (f", trimmed to xo_correction {pre['tx_xo_correction_hz']} Hz" if "tx_xo_correction_hz" in pre else ""),
+          file=sys.stderr)
+    slack = max(link.rx_slack_samples, rx_wait_samples(rxr))
+    return dataclasses.replace(link, rx_slack_samples=slack) if slack != link.rx_slack_samples else link
