@@ -48,7 +48,7 @@ class ModemConfig:
     robust_header_symbols: int = 16
     max_cfo_fraction: float = 0.044
     backoff_db: float = 10.0
-    detect_threshold: float = 12.0
+    detect_threshold: float = 14.5
     max_payload_symbols: int = MAX_LENGTH
     smooth_channel: bool = True
     max_sco_ppm: float = 100.0

@@ -89,12 +89,12 @@ def smooth_channel(h_used: np.ndarray, noise_bin: np.ndarray, grid: ResourceGrid
     return taps @ a.T
 
 
-def linear_phase(corr: np.ndarray) -> np.ndarray:
-    """Linear phase model ``a + b m`` (ML slope, then offset) of ``corr[F, M]``: float[F, M]."""
+def linear_phase(corr: np.ndarray, max_slope: float = np.pi) -> np.ndarray:
+    """Linear phase model ``a + b m`` (ML slope within ``|b| <= max_slope``, then offset) of ``corr[F, M]``."""
     from .sync import phase_slope
 
     m = np.arange(corr.shape[1])
-    slope = phase_slope(corr)
+    slope = phase_slope(corr, max_slope)
     offset = np.angle(np.sum(corr * np.exp(-1j * slope[:, None] * m[None, :]), axis=1))
     return offset[:, None] + slope[:, None] * m[None, :]
 

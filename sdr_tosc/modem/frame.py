@@ -64,6 +64,9 @@ __all__ = ["FrameHeader", "Modem", "ModemConfig", "RxFrame"]
 
 _PREAMBLE_SNR_FOR_RESIDUALS_DB = 10.0  # below this the header residuals also estimate the noise
 _MIN_SCO_SNR_DB = 0.0  # sampling-clock offset tracked from this preamble SNR up
+# residual CFO after the preamble's data-aided estimate: within a few hundred Hz at -8 dB; the header's
+# phase slope is searched within +-0.4 rad per OFDM symbol (+-800 Hz at 1 Msps)
+_MAX_RESIDUAL_SLOPE = 0.4
 
 
 @dataclass
@@ -330,7 +333,7 @@ class Modem:
         m = np.arange(y_hdr.shape[1])
         ref = g.pilot_values(m)[None] * h[:, None, g.pilots]
         corr = np.sum(y_hdr[:, :, g.pilots] * np.conj(ref), axis=2)
-        return est.linear_phase(corr)
+        return est.linear_phase(corr, _MAX_RESIDUAL_SLOPE)
 
     def _try_headers(self, syncs: list[_Sync], nh: int) -> None:
         """Decode the ``nh``-symbol header form of every candidate; sets ``header`` where the CRC passes.
@@ -347,7 +350,7 @@ class Modem:
         h[:, g.used] = est.smooth_channel(h_raw, noise_bin / 2, g) if self.config.smooth_channel else h_raw
         phase = self._header_phase(y, h)
         pending = np.arange(len(syncs))
-        for attempt in range(2):
+        for attempt in range(3):
             hd = h[pending][:, None, g.data]
             eq = y[pending][:, :, g.data] * np.exp(-1j * phase)[:, :, None] / hd
             train = 2 if attempt == 0 else 2 + nh
@@ -358,7 +361,7 @@ class Modem:
                 if good and hh is not None and hh.length <= self.config.max_payload_symbols:
                     syncs[i].header = hh
                     syncs[i].n_hdr = self.header_symbols(hh.robust)
-            if attempt == 1 or nh == self.n_hdr:
+            if attempt == 2 or nh == self.n_hdr:
                 break
             keep = ~ok
             if not keep.any():
@@ -370,14 +373,15 @@ class Modem:
             known[:, :, g.data] = self.codec.cells(bits, nh).reshape(pending.size, nh, self.n_data)
             known[:, :, g.pilots] = g.pilot_values(np.arange(nh))[None]
             yp = y[pending]
-            ph = est.linear_phase(np.sum(yp * np.conj(known * h[pending][:, None, :]), axis=2))
+            ph = est.linear_phase(np.sum(yp * np.conj(known * h[pending][:, None, :]), axis=2), _MAX_RESIDUAL_SLOPE)
             h_hdr = np.mean(yp * np.exp(-1j * ph)[:, :, None] * np.conj(known), axis=1)[:, g.used]
             h_new = (2 * h_raw[pending] + nh * h_hdr) / (2 + nh)
             if self.config.smooth_channel:
                 h_new = est.smooth_channel(h_new, noise_bin[pending] / (2 + nh), g)
             h[pending] = 0
             h[pending[:, None], g.used[None, :]] = h_new
-            phase = est.linear_phase(np.sum(yp * np.conj(known * h[pending][:, None, :]), axis=2))
+            phase = est.linear_phase(np.sum(yp * np.conj(known * h[pending][:, None, :]), axis=2),
+                                     _MAX_RESIDUAL_SLOPE)
 
     def _decode_headers(self, syncs: list[_Sync]) -> None:
         self._try_headers(syncs, self.n_hdr)

@@ -40,7 +40,7 @@ _WIN_BLOCKS = 4  # detection window = 4 blocks = 32 periods
 _NFFT = 64  # CFO search FFT over the window's 32 periods (2x zero padding)
 _PRUNE = 1.22  # non-coherent pre-test (mean 1 on noise, std 0.18)
 _TAIL_SYNC = 64  # sync samples in the timing template (they do not tell shifts of 8 samples apart)
-_GATE = 10.0  # tail correlation gate (about 6 on noise at the best of ~330 lags; 24 at -8 dB)
+_GATE = 8.5  # tail correlation gate (about 6 on noise at the best of ~330 lags; 11-35 at -8 dB)
 _TONE_SHARE = 0.9  # largest share of the sync energy one tone may hold (CW: > 0.99; multipath: < 0.8)
 _FIRST_PATH_FRACTION = 0.45
 TIMING_BACKOFF = 2  # FFT windows start this many samples before the detected first path
@@ -99,11 +99,13 @@ def detect(x: np.ndarray, grid: ResourceGrid, threshold: float, max_cfo: float) 
     if wi.size == 0:
         return []
     rho = order[wi, slot]
-    vals = cc.reshape(nblk * SYNC_PERIOD, SYNC_PERIOD)  # [period, phase]
-    per = wi[:, None] * SYNC_PERIOD + np.arange(_WIN_BLOCKS * SYNC_PERIOD)[None, :]
-    seg = vals[per, rho[:, None]]  # [K, 32]
-    spec = sp_fft.fft(seg, _NFFT, axis=1)
-    pwr = spec.real**2 + spec.imag**2
+    # coherent stage over two adjacent sample phases (rho, rho + 1): a fractional delay or a second path
+    # splits the energy between them; their powers add (noise: a sum of two exponentials)
+    per = (wi[:, None] * SYNC_PERIOD + np.arange(_WIN_BLOCKS * SYNC_PERIOD)[None, :]) * SYNC_PERIOD
+    pwr = np.zeros((wi.size, _NFFT))
+    for d in (0, 1):
+        spec = sp_fft.fft(c[np.minimum(per + (rho + d)[:, None], c.size - 1)], _NFFT, axis=1)
+        pwr += spec.real**2 + spec.imag**2
     kmax = int(np.ceil(max_cfo * SYNC_PERIOD * _NFFT)) + 1
     valid = np.abs(np.fft.fftfreq(_NFFT, 1.0 / _NFFT)) <= kmax
     pwr[:, ~valid] = 0.0
@@ -137,13 +139,20 @@ def detect(x: np.ndarray, grid: ResourceGrid, threshold: float, max_cfo: float) 
     return out
 
 
-def _phase_slope(corr: np.ndarray) -> np.ndarray:
-    """ML slopes b (rad per step) of ``corr[f, m] ~ c_f e^{j b_f m}``: peak of a zero-padded FFT, refined."""
+def _phase_slope(corr: np.ndarray, max_slope: float = np.pi) -> np.ndarray:
+    """ML slopes b (rad per step) of ``corr[f, m] ~ c_f e^{j b_f m}``: peak of a zero-padded FFT, refined.
+
+    ``max_slope`` limits the search to ``|b| <= max_slope`` (a prior on the residual CFO: at low SNR a
+    noise peak elsewhere would otherwise win now and then).
+    """
     f, m = corr.shape
     if m < 2:
         return np.zeros(f)
     nfft = 1 << max(10, int(np.ceil(np.log2(8 * m))))
     spec = np.abs(np.fft.fft(corr, nfft, axis=1))
+    if max_slope < np.pi:
+        b = 2 * np.pi * np.fft.fftfreq(nfft)
+        spec[:, np.abs(b) > max_slope] = 0.0
     k = np.argmax(spec, axis=1)
     rows = np.arange(f)
     y0, y1, y2 = spec[rows, k - 1], spec[rows, k], spec[rows, (k + 1) % nfft]
