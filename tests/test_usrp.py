@@ -147,6 +147,29 @@ def test_crystal_offset_is_a_consistent_cfo_between_two_devices():
     assert f == pytest.approx(5e-6 * fc, abs=50)  # (3 - (-2)) ppm of 2.44 GHz = 12.2 kHz
 
 
+def test_crystal_offset_is_also_a_sampling_clock_offset():
+    """Two markers 200 000 TX samples apart arrive (1 + e_rx) / (1 + e_tx) x as far apart: 100 ppm -> 20 samples."""
+    fs = 1e6
+    chips = np.random.default_rng(5).integers(0, 2, 256)
+    marker = (0.6 * chips).astype(np.complex64)  # on-off keyed: its envelope survives any CFO
+    burst = np.zeros(200_256, np.complex64)
+    burst[:256] = marker
+    burst[200_000:] = marker
+    with open_radio("usrp", args="type=virtual,ppm=50,link=sco", sample_rate_hz=fs, center_freq_hz=100e6,
+                    tx_gain_db=70, profile="b200") as tx, \
+            open_radio("usrp", args="type=virtual,ppm=-50,link=sco", sample_rate_hz=fs, center_freq_hz=100e6,
+                       rx_gain_db=40, profile="b200") as rx:
+        rx.rx(1000)
+        tx.tx(burst)
+        y = rx.rx(500_000)
+    # the CFO (100 ppm of 100 MHz = 10 kHz) does not change the envelope: correlate envelopes
+    env = np.abs(y) - np.abs(y).mean()
+    c = np.correlate(env, chips - chips.mean(), mode="valid")
+    first = int(np.argmax(c))
+    second = first + 199_900 + int(np.argmax(c[first + 199_900:first + 200_100]))
+    assert second - first == pytest.approx(200_000 * (1 - 50e-6) / (1 + 50e-6), abs=2)
+
+
 def test_one_receiver_per_shared_channel():
     with open_radio("usrp", args="type=virtual,link=two,serial=A") as a, \
             open_radio("usrp", args="type=virtual,link=two,serial=B") as b:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Radio
+from .base import BackendStatus, Radio
 from .profiles import RadioProfile
 from .recording import load_recording
 
@@ -39,6 +39,14 @@ class FileRadio(Radio):
     uri_help = "a SigMF recording to replay (capture.sigmf-meta, e.g. from 'sdr-tosc rx --record')"
     packages = (("sigmf", "sigmf", "sigmf"),)
     can_transmit = False
+
+    @classmethod
+    def probe(cls) -> BackendStatus:
+        try:
+            import sigmf
+        except ImportError as exc:
+            return BackendStatus("file", False, f"sigmf not importable ({exc}); pip install sigmf")
+        return BackendStatus("file", True, f"replays SigMF recordings (sigmf {sigmf.__version__})")
 
     @classmethod
     def from_uri(cls, uri: str | None, role: str) -> dict[str, Any]:

@@ -83,7 +83,7 @@ class RxStreamer:
             raise RuntimeError("recv buffer must be a complex64 array of shape (channels, samples) for fc32")
         if one_packet:
             buf = buf[:, :MAX_NUM_SAMPS]
-        return self._core.recv(buf, md, timeout)
+        return self._core.recv(buf, md, timeout, one_packet)
 
 
 class TxStreamer:

@@ -277,20 +277,28 @@ class Device:
             self.rx_queued += y.size
         self.lock.notify_all()
 
-    def recv(self, buf: np.ndarray, md: RXMetadata, timeout: float) -> int:
+    def _wait(self, deadline: float) -> bool:
+        """Wait for the device thread (host blocked in recv); False once ``deadline`` has passed."""
+        self._check_alive()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        self.host_waiting = True
+        try:
+            self.lock.wait(min(left, 0.05))
+        finally:
+            self.host_waiting = False
+        return True
+
+    def recv(self, buf: np.ndarray, md: RXMetadata, timeout: float, one_packet: bool = False) -> int:
+        """UHD's recv: fill ``buf`` with consecutive samples, waiting up to ``timeout`` for them; stop early
+        at an end of burst, a gap in time or an error (which the next call reports)."""
         deadline = time.monotonic() + max(0.0, float(timeout))
         with self.lock:
             while not self.rx_queue:
-                self._check_alive()
-                left = deadline - time.monotonic()
-                if left <= 0:
+                if not self._wait(deadline):
                     md._set(RXMetadataErrorCode.timeout)
                     return 0
-                self.host_waiting = True
-                try:
-                    self.lock.wait(min(left, 0.05))
-                finally:
-                    self.host_waiting = False
             head = self.rx_queue[0]
             kind = head[0]
             if kind != "data":
@@ -304,10 +312,16 @@ class Device:
             got = 0
             t_first = head[1]
             eob = False
-            while self.rx_queue and got < want and self.rx_queue[0][0] == "data":
+            while got < want and not eob:
+                if not self.rx_queue:
+                    if one_packet or not self._wait(deadline):
+                        break
+                    continue
+                if self.rx_queue[0][0] != "data":
+                    break  # an error: the next recv reports it
                 k, t, y, end = self.rx_queue[0]
-                if got and abs(t - (t_first + got / fs)) > 0.5 / fs:
-                    break  # not contiguous: the next recv starts at the new time
+                if abs(t - (t_first + got / fs)) > 0.5 / fs:
+                    break  # a jump in time: the next recv starts at the new time
                 take = min(y.size, want - got)
                 buf[0, got:got + take] = y[:take]
                 got += take
@@ -315,11 +329,10 @@ class Device:
                 if take == y.size:
                     self.rx_queue.popleft()
                     eob = end
-                    if eob:
-                        break
                 else:
                     self.rx_queue[0] = [k, t + take / fs, y[take:], end]
-            md._set(RXMetadataErrorCode.none, time_spec=TimeSpec(t_first), end_of_burst=eob)
+            md._set(RXMetadataErrorCode.none if got == want or eob or self.rx_queue else RXMetadataErrorCode.timeout,
+                    time_spec=TimeSpec(t_first), end_of_burst=eob)
             return got
 
     # -- TX -------------------------------------------------------------------------------------------
