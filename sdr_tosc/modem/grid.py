@@ -60,6 +60,11 @@ class ResourceGrid:
         period = np.fft.ifft(g)[:SYNC_PERIOD] * n / np.sqrt(keep.sum())
         self.sync_bins = bins[keep] % n
         self.sync_period = period.astype(np.complex64)  # one 8-sample period, unit power
+        # band matrix of the per-period matched filter: [x_j | x_{j+1}] @ sync_filter = c(8 j + rho), rho = 0..7
+        filt = np.zeros((2 * SYNC_PERIOD, SYNC_PERIOD), np.complex64)
+        for rho in range(SYNC_PERIOD):
+            filt[rho : rho + SYNC_PERIOD, rho] = np.conj(self.sync_period)
+        self.sync_filter = filt
         self.sync_len = SYNC_PERIOD * config.sync_periods
         # the last SYNC_FLIP periods are negated: a timing marker (the timing search cannot mistake the
         # repeated LTF for itself 64 samples away, nor the periodic part for itself 8k samples away)

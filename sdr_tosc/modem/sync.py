@@ -8,13 +8,14 @@ Detection (:func:`detect`), in three passes over the buffer:
    have no DC component, so a receiver DC offset does not enter.
 2. For windows of 32 periods (256 samples) starting every 64 samples, and each of the 8 sample phases
    ``rho`` of the period, the non-coherent energy ``sum_j |c(w + 8 j + rho)|^2`` normalised by the window's
-   power (mean removed): about 1 on noise, ``(1 + 8 snr) / (1 + snr)`` on a sync field. It is cheap and only
-   prunes: the two best phases of windows above ``_PRUNE`` go on.
+   power (mean removed): about 1 on noise, up to ``(1 + 8 snr) / (1 + snr)`` on a sync field. Summed over
+   two adjacent phases (a fractional delay splits the energy between them), it is cheap and only prunes:
+   the best pair of windows above ``_PRUNE`` goes on.
 3. Coherent combining with a CFO search: the 32 values ``c(w + 8 j + rho)`` of a window rotate by
    ``2 pi f 8`` per period under a CFO ``f``; a zero-padded 64-point FFT over ``j`` sums them coherently for
    every CFO in range at once (segmented matched filtering: 8-sample segments lose at most 1.5 dB at 4 % of
-   fs). ``|C(f)|^2 / P`` is exponential with mean 1 on noise and ``256 snr / (1 + snr)`` on a frame (35 at
-   -8 dB), compared with ``ModemConfig.detect_threshold``.
+   fs). ``|C(f)|^2 / P`` summed over the two phases is a sum of two exponentials with mean 1 on noise and
+   about ``256 snr / (1 + snr)`` on a frame (35 at -8 dB), compared with ``ModemConfig.detect_threshold``.
 
 Synchronisation (:func:`synchronise`), vectorised over the detections of a buffer: coarse CFO from the FFT
 peak (interpolated); timing by correlating with the preamble's tail (last 8 sync periods, 4 of them negated, + LTF with its
@@ -38,7 +39,7 @@ from .grid import SYNC_PERIOD, ResourceGrid
 _BLOCK = 64  # samples per detection block (8 periods)
 _WIN_BLOCKS = 4  # detection window = 4 blocks = 32 periods
 _NFFT = 64  # CFO search FFT over the window's 32 periods (2x zero padding)
-_PRUNE = 1.22  # non-coherent pre-test (mean 1 on noise, std 0.18)
+_PRUNE = 2.15  # non-coherent pre-test on two adjacent phases (mean 2 on noise, std 0.25; ~2.9 at -8 dB)
 _TAIL_SYNC = 64  # sync samples in the timing template (they do not tell shifts of 8 samples apart)
 _GATE = 8.5  # tail correlation gate (about 6 on noise at the best of ~330 lags; 11-35 at -8 dB)
 _TONE_SHARE = 0.9  # largest share of the sync energy one tone may hold (CW: > 0.99; multipath: < 0.8)
@@ -78,8 +79,12 @@ def detect(x: np.ndarray, grid: ResourceGrid, threshold: float, max_cfo: float) 
     if nblk < _WIN_BLOCKS:
         return []
     ns = nblk * _BLOCK
-    c = sliding_window_view(x[: ns + SYNC_PERIOD - 1], SYNC_PERIOD) @ np.conj(grid.sync_period)
-    cc = c.reshape(nblk, SYNC_PERIOD, SYNC_PERIOD)  # [block, period, phase]
+    # per-period matched filter as one GEMM: row j of [X_j | X_{j+1}] (two periods) times a 16 x 8 band
+    # matrix gives c(8 j + rho) for the 8 sample phases rho
+    xp = x[: ns + SYNC_PERIOD].reshape(-1, SYNC_PERIOD)
+    pairs = np.concatenate([xp[:-1], xp[1:]], axis=1)  # [periods, 16]
+    cc = (pairs @ grid.sync_filter).reshape(nblk, SYNC_PERIOD, SYNC_PERIOD)  # [block, period, phase]
+    c = cc.reshape(-1)
     e = np.einsum("bjr,bjr->br", cc.real, cc.real) + np.einsum("bjr,bjr->br", cc.imag, cc.imag)
     xf = x[:ns].view(np.float32).reshape(nblk, 2 * _BLOCK)
     pw = np.einsum("ij,ij->i", xf, xf).astype(np.float64)
@@ -92,15 +97,14 @@ def detect(x: np.ndarray, grid: ResourceGrid, threshold: float, max_cfo: float) 
     n_win = _WIN_BLOCKS * _BLOCK
     p_w = wsum(pw) - np.abs(wsum(sm)) ** 2 / n_win  # window power, DC removed
     p_w = np.maximum(p_w, 1e-30)
-    nc = wsum(e.astype(np.float64)) / p_w[:, None]  # [W, 8]
-    order = np.argsort(nc, axis=1)[:, -2:]  # two best phases per window
-    best2 = np.take_along_axis(nc, order, axis=1)
-    wi, slot = np.nonzero(best2 > _PRUNE)
+    nc = wsum(e.astype(np.float64)) / p_w[:, None]  # [W, 8]: ~1 per phase on noise
+    nc2 = nc + np.roll(nc, -1, axis=1)  # phases rho and rho + 1 (a fractional delay splits between them)
+    rho = np.argmax(nc2, axis=1)
+    wi = np.flatnonzero(nc2[np.arange(nc2.shape[0]), rho] > _PRUNE)
     if wi.size == 0:
         return []
-    rho = order[wi, slot]
-    # coherent stage over two adjacent sample phases (rho, rho + 1): a fractional delay or a second path
-    # splits the energy between them; their powers add (noise: a sum of two exponentials)
+    rho = rho[wi]
+    # coherent stage over the two phases: their CFO-searched powers add (noise: a sum of two exponentials)
     per = (wi[:, None] * SYNC_PERIOD + np.arange(_WIN_BLOCKS * SYNC_PERIOD)[None, :]) * SYNC_PERIOD
     pwr = np.zeros((wi.size, _NFFT))
     for d in (0, 1):
