@@ -26,6 +26,7 @@ import tempfile
 import time
 from typing import Any
 
+from ..auth import secure_client
 from ..lifetime import child_env
 from .config import ChannelConfig
 
@@ -53,6 +54,7 @@ class ChannelControl:
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.SNDTIMEO, int(self.timeout_s * 1000))
         s.setsockopt(zmq.RCVTIMEO, int(self.timeout_s * 1000))
+        secure_client(s)  # CURVE keys from SDR_TOSC_CURVE_SECRET when set (sdr_tosc.auth)
         s.connect(self.endpoint)
         self._sock = s
 

@@ -23,8 +23,8 @@ Bad input never stops the process: a TX message that breaks the wire format's li
 ``stats`` (``bad_messages`` and ``drops``) and logged once per kind; nothing of it reaches the timeline.
 
 The control socket binds to 127.0.0.1 by default; anyone who can connect to it can change settings or
-stop the channel. To bind it elsewhere, set a shared CURVE key (``SDR_TOSC_CURVE_SECRET``, see
-:mod:`sdr_tosc.channel.auth`) or keep it on a trusted network.
+stop the channel. To bind it elsewhere, set a shared secret for CURVE (``SDR_TOSC_CURVE_SECRET`` on
+both ends, see :mod:`sdr_tosc.auth`) or keep it on a trusted network.
 
 On start the process prints one JSON line to stdout with the bound endpoints, e.g.
 ``{"ready": true, "in": "tcp://127.0.0.1:40123", "out": "...", "control": "...", "pid": 1234}``; that is
@@ -44,6 +44,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ..auth import release, secure_server
 from ..boundary import DropLog, integer
 from ..lifetime import die_with_parent
 from ..radio import zmq as wire
@@ -115,6 +116,7 @@ class ChannelServer:
             s.setsockopt(self._zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
         elif flag == "--control":
             s.setsockopt(self._zmq.MAXMSGSIZE, MAX_CONTROL_BYTES)
+            secure_server(s, ep, what="channel control socket")  # CURVE when SDR_TOSC_CURVE_SECRET is set
         else:
             s.setsockopt(self._zmq.MAXMSGSIZE, 1 << 12)  # sample requests are 4 or 8 bytes
         try:
@@ -330,6 +332,7 @@ class ChannelServer:
         for s in (getattr(self, "sock_in", None), getattr(self, "sock_out", None), getattr(self, "sock_ctl", None)):
             if s is not None:
                 s.close(0)
+        release(self.ctx)
         self.ctx.term()
 
 

@@ -15,7 +15,7 @@ per kind; it never changes the smoothed SNR and never stops the transmitter): on
 ``MAX_REPORT_BYTES`` (1 KiB) of UTF-8 JSON, an object with ``v`` = 1, integer ``seq`` in [0, 2**63),
 ``snr_db`` in ``SNR_DB_RANGE`` ([-50, 100]), ``cfo_hz`` finite with ``|cfo_hz| <= 1e9``, ``t`` finite
 and >= 0. The PULL socket binds 127.0.0.1 by default; anyone who can connect can feed it reports, so bind
-it elsewhere only on a trusted network or with CURVE (``SDR_TOSC_CURVE_SECRET``, :mod:`sdr_tosc.auth`).
+it elsewhere only on a trusted network or with CURVE (``SDR_TOSC_CURVE_SECRET`` on both ends, :mod:`sdr_tosc.auth`).
 
 The transmitter smooths reports with an exponential moving average in dB (``alpha``) and falls back to its
 initial guess when no report has arrived for ``stale_s`` seconds (a receiver that vanished).
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import zmq
 
+from ..auth import secure_client, secure_server
 from ..boundary import DropLog, finite, integer, short
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ def _open(sock: zmq.Socket, endpoint: str, bind: bool) -> str:
 
     try:
         ep = normalize_endpoint(endpoint, for_bind=bind, what="feedback endpoint")
+        if bind:  # CURVE when SDR_TOSC_CURVE_SECRET is set (sdr_tosc.auth); a warning if exposed without
+            secure_server(sock, ep, what="feedback socket")
+        else:
+            secure_client(sock)
         sock.bind(ep) if bind else sock.connect(ep)
     except zmq.ZMQError as exc:
         sock.close(0)
