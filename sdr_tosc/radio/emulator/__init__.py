@@ -8,7 +8,7 @@ clocks, and follow the AD9363 driver's rules. Modules: :mod:`.iiod` (the protoco
 """
 
 from .ad9363 import PlutoModel
-from .air import EmulatedPlutos, StreamResampler, path_loss_for_snr, running
+from .air import EmulatedPlutos, StreamResampler, link_snr_db, path_loss_for_snr, running
 from .iiod import IiodServer
 
-__all__ = ["EmulatedPlutos", "IiodServer", "PlutoModel", "StreamResampler", "path_loss_for_snr", "running"]
+__all__ = ["EmulatedPlutos", "IiodServer", "PlutoModel", "StreamResampler", "link_snr_db", "path_loss_for_snr", "running"]

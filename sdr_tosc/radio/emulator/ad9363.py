@@ -264,7 +264,8 @@ class PlutoModel:
         """Apply one attribute write; ValueError = -EINVAL (out of range), PermissionError = -EPERM."""
         with self.cond:
             self._write(dev_id, kind, chan_id, attr, value)
-            self.changed = True
+            if dev_id == PHY and kind != "DEBUG":
+                self.changed = True  # the air re-reads LOs, rates, gains, powerdown, xo_correction
 
     def _write(self, dev_id: str, kind: str, chan_id: str | None, attr: str, value: str) -> None:
         dev = self.devices[dev_id]

@@ -47,6 +47,17 @@ def path_loss_for_snr(snr_db: float, noise_figure_db: float = 3.5) -> float:
     return TX_MAX_DBM - thermal_noise_dbm(1e6, noise_figure_db) - snr_db
 
 
+def link_snr_db(signal_dbfs: float, tx_gain_db: float, loss_db: float, rx_gain_db: float,
+                sample_rate_hz: float, noise_figure_db: float = 3.5) -> float:
+    """The emulated gain law: SNR at the receiver's ADC output of a signal of mean power ``signal_dbfs``
+    (TX full-scale units) sent at ``tx_gain_db`` over ``loss_db``: received power over thermal noise
+    (-174 dBm/Hz + NF) plus the ADC's noise and rounding referred back through the RX gain."""
+    sig = signal_dbfs + tx_gain_db - loss_db
+    th = thermal_noise_dbm(sample_rate_hz, noise_figure_db) - TX_MAX_DBM
+    adc = 10 * math.log10(10 ** (ADC_NOISE_DBFS / 10) + 10 ** (QUANT_NOISE_DBFS / 10)) + ADC_FS_DBM - rx_gain_db - TX_MAX_DBM
+    return sig - 10 * math.log10(10 ** (th / 10) + 10 ** (adc / 10))
+
+
 class StreamResampler:
     """Continuous resampling of a stream by ``ratio`` = output rate / input rate, state kept between chunks
     (a stream cut into chunks comes out as if resampled in one piece).
@@ -54,12 +65,14 @@ class StreamResampler:
     A clock offset of a few ppm moves the fractional delay slowly, so the stream is cut into runs of
     equal delay and each run is one convolution with a windowed-sinc fractional-delay filter from a bank
     of ``phases`` (``taps`` long, Blackman window): about -50 dB of error on a band-limited signal.
+    Radios set to different sample rates (a ratio far from 1) get cubic interpolation instead.
     """
 
     def __init__(self, ratio: float, taps: int = 24, phases: int = 128) -> None:
-        if not 0.5 < ratio < 2.0:
-            raise ValueError(f"resampling ratio {ratio} is not a clock offset")
+        if not (math.isfinite(ratio) and 1e-3 < ratio < 1e3):
+            raise ValueError(f"resampling ratio {ratio} is out of range")
         self.ratio = float(ratio)
+        self.clock_offset = abs(self.ratio - 1.0) < 1e-3
         self.taps, self.phases = taps, phases
         half = taps // 2
         k = np.arange(taps) - (half - 1)  # filter for output at x[i + mu]: taps x[i - half + 1 .. i + half]
@@ -78,6 +91,25 @@ class StreamResampler:
         m = int(np.searchsorted(ts, size - half))  # outputs need x up to floor(t) + half
         ts = ts[:m]
         i = np.floor(ts).astype(np.int64)
+        if not self.clock_offset:
+            out = self._cubic(xp, ts, i)
+        else:
+            out = self._polyphase(xp, ts, i, m)
+        self.t = self.t + m / self.ratio - (size - self.taps)
+        self.hist = xp[-self.taps:].copy()
+        return out
+
+    @staticmethod
+    def _cubic(xp: np.ndarray, ts: np.ndarray, i: np.ndarray) -> np.ndarray:
+        mu = (ts - i).astype(np.float32)
+        out = xp[i] * ((mu + 1) * (mu - 1) * (mu - 2) / 2)
+        out += xp[i - 1] * (-mu * (mu - 1) * (mu - 2) / 6)
+        out += xp[i + 1] * (-(mu + 1) * mu * (mu - 2) / 2)
+        out += xp[i + 2] * ((mu + 1) * mu * (mu - 1) / 6)
+        return out.astype(np.complex64, copy=False)
+
+    def _polyphase(self, xp: np.ndarray, ts: np.ndarray, i: np.ndarray, m: int) -> np.ndarray:
+        half = self.taps // 2
         ph = np.rint((ts - i) * self.phases).astype(np.int64)
         out = np.empty(m, np.complex64)
         if m:
@@ -92,8 +124,6 @@ class StreamResampler:
                 h = self.bank[p]
                 o_re[a:b] = conv(re[lo:hi], h, mode="valid")  # float32 convolutions (BLAS-like dot loops)
                 o_im[a:b] = conv(im[lo:hi], h, mode="valid")
-        self.t = self.t + m / self.ratio - (size - self.taps)
-        self.hist = xp[-self.taps:].copy()
         return out
 
 
@@ -236,10 +266,7 @@ class EmulatedPlutos:
         full-scale units) from ``tx`` at both radios' current gains: the emulated gain law."""
         mt, mr = self.models[tx], self.models[rx]
         loss = self.isolation_db if tx == rx else self.path_loss_db
-        sig = signal_dbfs + mt.tx_gain_db() - loss
-        quant = QUANT_NOISE_DBFS + ADC_FS_DBM - mr.rx_gain_db() - TX_MAX_DBM
-        noise = 10 * math.log10(10 ** (mr.input_noise_dbfs() / 10) + 10 ** (quant / 10))
-        return sig - noise
+        return link_snr_db(signal_dbfs, mt.tx_gain_db(), loss, mr.rx_gain_db(), mr.sample_rate_hz, mr.noise_figure_db)
 
     def adc_level_dbfs(self, tx: int, rx: int, signal_dbfs: float = 0.0) -> float:
         """Mean power at ``rx``'s ADC (dBFS of its 12-bit range) of a ``signal_dbfs`` signal from ``tx``."""
@@ -366,8 +393,12 @@ class EmulatedPlutos:
         cfo = mt.lo_hz(tx=True) - mr.lo_hz(tx=False)
         fs = rates[ln.dst]
         ln.audible = abs(cfo) < 0.5 * fs
-        ln.rotator = imp.PhaseRotator(cfo if ln.audible else 0.0, fs, ln.rotator.phase_rad)
-        ln.fresh = True
+        if ln.rotator.sample_rate_hz != fs:
+            ln.rotator = imp.PhaseRotator(0.0, fs, ln.rotator.phase_rad)
+        ln.rotator.cfo_hz = cfo if ln.audible else 0.0  # the phase stays continuous
+        ratio = fs / rates[ln.src]
+        if ln.resampler is not None and ln.resampler.ratio != ratio or ln.resampler is None and ratio != 1.0:
+            ln.fresh = True  # a new clock ratio (a rate or xo_correction change): start a new resampler
 
 
 @contextlib.contextmanager

@@ -94,6 +94,14 @@ class _Handler(socketserver.StreamRequestHandler):
     server: _Server
 
     def handle(self) -> None:
+        self.opened: set[str] = set()
+        try:
+            self._serve()
+        finally:  # like iiod: a client that goes away releases the buffers it opened
+            for dev in self.opened:
+                self.server.model.close_dev(dev)
+
+    def _serve(self) -> None:
         model = self.server.model
         while True:
             try:
@@ -155,9 +163,11 @@ class _Handler(socketserver.StreamRequestHandler):
             except BlockingIOError:
                 self._reply(-errno.EBUSY)
                 return
+            self.opened.add(w[1])
             self._reply(0)
         elif cmd == "CLOSE" and len(w) == 2:
             model.close_dev(w[1])
+            self.opened.discard(w[1])
             self._reply(0)
         elif cmd == "READ":
             self._read_attr(model, w)
