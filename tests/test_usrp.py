@@ -170,6 +170,23 @@ def test_crystal_offset_is_also_a_sampling_clock_offset():
     assert second - first == pytest.approx(200_000 * (1 - 50e-6) / (1 + 50e-6), abs=2)
 
 
+def test_a_late_start_command_is_counted_and_the_stream_starts_anyway():
+    with open_radio("usrp", args="type=virtual,link=late", start_delay_s=0.0) as r:
+        y = r.rx(5000)  # the timed start reaches the device after its time: ERROR_CODE_LATE_COMMAND
+        assert y.size == 5000 and r.counters.late_bursts == 1
+        assert [c[:2] for c in r._usrp.virtual_stats()["stream_commands"]] == [("start_cont", False),
+                                                                               ("start_cont", True)]
+
+
+def test_verb_with_an_absent_usrp_fails_cleanly(capsys):
+    pytest.importorskip("uhd", reason="UHD Python API not installed (apt install python3-uhd)")
+    from sdr_tosc.cli import main
+
+    assert main(["tx", "--radio", "usrp", "--uri", "type=b200", "--images", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "no USRP found for device args 'type=b200'" in err and "device_args" not in err
+
+
 def test_one_receiver_per_shared_channel():
     with open_radio("usrp", args="type=virtual,link=two,serial=A") as a, \
             open_radio("usrp", args="type=virtual,link=two,serial=B") as b:
