@@ -354,3 +354,77 @@ def test_plot_rx_writes_png(modem, tmp_path):
 
     out = plot_rx(tmp_path / "rx.png", f, iq=x, reference=p)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------------- low SNR, aggregation
+def test_golden_vectors(modem):
+    """The air interface's fixed sequences and header code, pinned (they are constants, not RNG draws)."""
+    g = modem.grid
+    a, b = 0.816497, 1.154700
+    assert np.allclose(g.sync_period, [-a, b, a, b, -a, -b, a, -b], atol=1e-5)
+    assert np.allclose(g.ltf_td[:6], [0.848528, 0.378915 - 0.238716j, 0.311058 - 0.676988j,
+                                      -0.623469 - 1.18665j, -0.322625 - 0.249886j, 0.977187 + 0.64421j], atol=1e-5)
+    assert np.allclose(g.sync_td[-32:], -np.tile(g.sync_period, 4))  # the negated timing marker
+    h = FrameHeader(seq=4660, length=640, items=16, kind=0, snr_report_db=-3.0)
+    assert h.to_bytes().hex() == "12341401e022"
+    c = modem.codec.symbols(h)
+    quadrant = "".join(str(int(v.real < 0) * 2 + int(v.imag < 0)) for v in c[:46])
+    assert quadrant == "1320032100122103013200333311032102013033112013"
+    assert modem.preamble_len == 544 and modem.header_symbols(True) == 16
+
+
+def _trial(modem, rng, snr_db, n_sym=40, robust=True, spread=None):
+    p = _payload(rng, n_sym)
+    burst = modem.modulate(p, FrameHeader(seq=77, robust=robust))
+    x, off = _channel(burst, rng, snr_db=snr_db, cfo_hz=float(rng.uniform(-40e3, 40e3)), delay_spread=spread)
+    ok = _ok(modem.demodulate(x))
+    return len(ok) == 1 and ok[0].header.seq == 77 and abs(ok[0].start - off) <= (3 if not spread else 8)
+
+
+def test_low_snr_frames_with_the_long_header(modem):
+    """-5 dB and -8 dB AWGN with any CFO in +-4 % of fs (the benchmark runs the full-size figures)."""
+    rng = np.random.default_rng(123)
+    assert sum(_trial(modem, rng, -5.0) for _ in range(30)) >= 29
+    assert sum(_trial(modem, rng, -8.0) for _ in range(30)) >= 24
+    assert sum(_trial(modem, rng, -5.0, spread=12) for _ in range(20)) >= 17
+
+
+def test_snr_estimate_at_low_snr(modem):
+    rng = np.random.default_rng(9)
+    burst = modem.modulate(_payload(rng, 640), FrameHeader(seq=1, robust=True))
+    for snr in (-8.0, -5.0):
+        e = []
+        for _ in range(20):
+            x, _ = _channel(burst, rng, snr_db=snr, cfo_hz=float(rng.uniform(-40e3, 40e3)))
+            ok = _ok(modem.demodulate(x))
+            if ok:
+                e.append(ok[0].snr_db - snr)
+        e = np.array(e)
+        assert e.size >= 17 and abs(e.mean()) < 0.5 and np.sqrt(np.mean(e**2)) < 1.2
+
+
+def test_aggregated_burst_roundtrip_and_header_forms(modem):
+    rng = np.random.default_rng(4)
+    items = _payload(rng, 16 * 40).reshape(16, 40)
+    for robust in (False, True):
+        h = FrameHeader(seq=65530, items=16, robust=robust, snr_report_db=3.5)
+        burst = modem.modulate(items.reshape(-1), h)
+        assert burst.size == modem.burst_length(640, robust=robust)
+        assert burst.size - modem.burst_length(640) == (13 * 80 if robust else 0)
+        x = awgn(place_bursts([burst], burst.size + 900, [400]), 25.0, rng)
+        (f,) = _ok(modem.demodulate(x))
+        assert f.header.items == 16 and f.header.robust == robust and f.header.item_length == 40
+        sym, nv = f.items()
+        assert sym.shape == nv.shape == (16, 40)
+        assert 10 * np.log10(np.mean(np.abs(sym - items) ** 2)) < -20
+    assert 2560 / modem.burst_length(2560) > 0.48  # payload share of the air: 64 images of 40 symbols
+    with pytest.raises(ValueError, match="items"):
+        modem.modulate(_payload(rng, 10), FrameHeader(seq=1, items=3))
+
+
+def test_strong_cw_tone_gives_no_candidates(modem):
+    """A CW tone 10 dB above the noise on a sync tone's frequency (+ a CFO) passes detection, not the gates."""
+    rng = np.random.default_rng(6)
+    t = np.arange(300_000)
+    x = (complex_noise(t.size, 1.0, rng) + np.sqrt(10) * np.exp(2j * np.pi * (0.125 + 0.0137) * t)).astype(np.complex64)
+    assert modem.demodulate(x) == []
