@@ -38,7 +38,7 @@ from sdr_tosc.semantic.evaluate import EvalConfig, evaluate  # noqa: E402
 from sdr_tosc.semantic.student import SemanticStudent, load_checkpoint  # noqa: E402
 from sdr_tosc.zoo import baseline_path, default_student_path  # noqa: E402
 
-TEACHER_PARAMS = 4_650_000  # EfficientNet-Lite0 (DESIGN.md); replaced by the zoo teacher's count when present
+TEACHER_PARAMS = 4_650_000  # EfficientNet-Lite0 (4.65 M parameters, ImageNet); replaced by the zoo teacher's count when present
 
 
 def flops(model: SemanticStudent, snr_db: float = 10.0) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 A campaign steps through a list of operating points, applies each one (the channel simulator's SNR, or a
 real TX radio's gain, optionally chosen from a calibration file to hit a target SNR), sends the same test
-images through the semantic link at each point, and records, for every frame, the estimated SNR (DESIGN.md
+images through the semantic link at each point, and records, for every frame, the estimated SNR (docs/design.md
 definition), the CFO, the number of symbols the adaptive encoder chose, and whether the class was right.
 
 Results are reported two ways:

@@ -104,3 +104,28 @@ def test_writer_killed_mid_write_keeps_the_old_file(tmp_path):
         proc.wait()
         obj = json.loads(target.read_text())  # always a whole document, old or new
         assert obj == {"old": True} or len(obj["new"]) == 200000
+
+
+def test_snr_db_flag_has_one_meaning_and_default(capsys):
+    """--snr-db: the simulated channel's SNR per burst at TX gain 0, default 20, for every verb that runs it."""
+    from sdr_tosc.channel.config import ChannelConfig
+    from sdr_tosc.cli import main
+
+    assert ChannelConfig().snr_db == 20.0
+    for verb in ("channel", "demo", "measure", "calibrate"):
+        assert main([verb, "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        i = text.index("--snr-db SNR_DB ")
+        help_text = text[i:i + 220]
+        assert "docs/design.md" in help_text and "default 20" in help_text and "TX gain 0" in help_text, (verb, help_text)
+
+
+def test_no_project_file_cites_the_team_doc():
+    hits = []
+    for p in ROOT.rglob("*"):
+        if any(part in (".git", ".venv", "node_modules") or part.endswith(".egg-info") for part in p.parts):
+            continue
+        if p.is_file() and p.suffix in (".py", ".md", ".toml", ".txt", ".grc") and "DESIGN" + ".md" in p.read_text(
+                errors="ignore"):
+            hits.append(str(p.relative_to(ROOT)))
+    assert not [h for h in hits if not h.startswith("sdr_tosc/modem/")], hits

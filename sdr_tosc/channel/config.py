@@ -33,7 +33,7 @@ RUNTIME_FIELDS = (
 class ChannelConfig:
     """What the simulated air does to samples. Units are in the names.
 
-    Noise: with ``snr_db`` set, the noise variance is chosen per burst so that the SNR (DESIGN.md: mean
+    Noise: with ``snr_db`` set, the noise variance is chosen per burst so that the SNR (docs/design.md: mean
     received signal power over the burst, after the channel and before noise, over the complex noise
     variance) equals ``snr_db + tx_gain_db - path_loss`` (``tx_gain_db`` sums the channel's setting and
     the one each TX radio sends in its header; path loss is ``path_loss_db`` plus the log-distance law for
@@ -44,7 +44,7 @@ class ChannelConfig:
 
     sample_rate_hz: float = 1e6
     center_freq_hz: float = 2.4e9
-    snr_db: float | None = 30.0
+    snr_db: float | None = 20.0  # the one --snr-db default of every verb (docs/design.md)
     noise_dbfs: float = -60.0
     tx_gain_db: float = 0.0
     path_loss_db: float = 0.0

@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("channel (all seeded; see ChannelConfig in sdr_tosc/channel/config.py)")
     c.add_argument("--sample-rate-hz", type=float, help="sample rate for CFO, delays, profiles (default 1e6)")
     c.add_argument("--center-freq-hz", type=float, help="centre frequency reported to radios (default 2.4e9)")
-    c.add_argument("--snr-db", type=float, help="SNR per burst (DESIGN.md definition; default 30)")
+    c.add_argument("--snr-db", type=float, help="SNR per burst at TX gain 0 dB (docs/design.md definition; default 20)")
     c.add_argument("--noise-dbfs", type=float, help="fixed noise floor instead of --snr-db (link-budget mode)")
     c.add_argument("--tx-gain-db", type=float, help="simulated TX gain added to the radio's (default 0)")
     c.add_argument("--path-loss-db", type=float, help="fixed path loss in dB (default 0)")

@@ -60,7 +60,7 @@ def add_loopback_channel_args(p: argparse.ArgumentParser, sweep: bool = False) -
         "sdr_tosc/channel/config.py).",
     )
     if not sweep:
-        g.add_argument("--snr-db", type=float, default=None, help="SNR per burst (DESIGN.md definition; default 10)")
+        g.add_argument("--snr-db", type=float, default=None, help="simulated channel: SNR per burst at TX gain 0 dB (docs/design.md definition; default 20)")
     g.add_argument("--cfo-hz", type=float, default=None, help="carrier frequency offset (default 2000)")
     g.add_argument("--multipath", default=None, help="flat, two_ray, epa, eva, etu (default flat)")
     g.add_argument("--fading", choices=("none", "rayleigh", "rician"), default=None, help="block fading per burst")
@@ -73,7 +73,7 @@ def channel_settings(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     from ..channel.config import ChannelConfig
     from ..config import load_config, read_toml, to_dict
 
-    defaults = {"snr_db": 10.0, "cfo_hz": 2000.0, "seed": 1}
+    defaults = {"snr_db": 20.0, "cfo_hz": 2000.0, "seed": 1}
     flags = {k: getattr(args, k, None) for k in ("snr_db", "cfo_hz", "multipath", "fading", "seed")}
     base = load_config(ChannelConfig, args.channel_config, None, section="channel") if args.channel_config else None
     merged = dict(defaults)

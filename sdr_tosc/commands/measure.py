@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--bin-db", type=float, default=2.0, help="width of the measured-SNR bins (default 2 dB)")
     add_loopback_channel_args(p, sweep=True)
     p.add_argument("--snr-db", type=float, default=None,
-                   help="simulator SNR at TX gain 0 when sweeping the gain in loopback (default 20)")
+                   help="simulated channel: SNR per burst at TX gain 0 dB (docs/design.md definition; default 20); the reference when sweeping the TX gain")
     add_link_args(p)
     p.add_argument("--plot", type=Path, help="write the accuracy-vs-SNR plot (PNG)")
     p.add_argument("--no-progress", action="store_true")

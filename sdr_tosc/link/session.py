@@ -15,7 +15,7 @@ all of its images.
 
 ``snr_dec`` is the frame's post-equalisation SNR: the modem reports, per payload symbol, the noise variance
 after zero-forcing (``RxFrame.noise_var``, unit-power symbols), so ``snr_dec = -10 log10(mean(noise_var))``.
-On a flat channel it equals the frame SNR (DESIGN.md definition) plus the OFDM spreading term
+On a flat channel it equals the frame SNR (docs/design.md definition) plus the OFDM spreading term
 ``10 log10(fft_size / used_bins)``; on a frequency-selective channel it includes the ZF noise enhancement,
 which is what the decoder actually faces. The frame SNR (``RxFrame.snr_db``) is what is reported and fed
 back, so every figure the user sees uses the one SNR definition.
@@ -106,7 +106,7 @@ class FrameResult:
 
     seq: int
     pred: int
-    snr_db: float  # frame SNR estimate (DESIGN.md definition)
+    snr_db: float  # frame SNR estimate (docs/design.md definition)
     snr_dec_db: float  # post-equalisation SNR given to the decoder
     cfo_hz: float
     n_symbols: int

@@ -1,4 +1,4 @@
-"""Radio backends behind one interface (see DESIGN.md): zmq, pluto (pyadi-iio), usrp (UHD).
+"""Radio backends behind one interface (see docs/design.md): zmq, pluto (pyadi-iio), usrp (UHD).
 
 ``open_radio(kind, **settings) -> Radio``; ``Radio.tx(iq)``, ``Radio.rx(n) -> iq`` (complex64, full scale
 |x| <= 1), validated settings (``center_freq_hz``, ``sample_rate_hz``, ``tx_gain_db``, ``rx_gain_db``),

@@ -1,6 +1,6 @@
 """The Radio interface every backend implements (zmq, pluto, usrp, file) and the backend plugin contract.
 
-Samples are ``numpy.complex64``, 1-D, full scale ``|x| <= 1`` (DESIGN.md); each backend converts to its
+Samples are ``numpy.complex64``, 1-D, full scale ``|x| <= 1`` (docs/design.md); each backend converts to its
 driver's convention. Settings are validated properties with units in their names and are checked against
 the device's :class:`~sdr_tosc.radio.profiles.RadioProfile`. Counters of dropped samples, overflows and
 underflows are kept per radio and readable at any time through :attr:`Radio.counters`.

@@ -1,6 +1,6 @@
 """Differentiable channels (torch) for training and simulating the semantic link.
 
-Shapes and units follow the project's contracts (DESIGN.md):
+Shapes and units follow the project's contracts (docs/design.md):
 
 * ``x``: complex symbols ``[B, k]`` (``torch.complex64``) with unit average power per symbol.
 * ``snr_db``: ``[B]`` (or a scalar, broadcast) in dB = average received signal power (after the channel,

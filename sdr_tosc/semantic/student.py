@@ -39,7 +39,7 @@ anywhere: always ``k_max`` symbols (40 for ``fmnist-cnn-fixed``: what the adapti
 its mean over -5..25 dB), no FiLM, no shrink.
 
 On a radio link: the transmitter calls ``encode(images, snr_fb)`` with the SNR the receiver last reported
-(its frame SNR, DESIGN.md definition; an initial guess before the first report) and sends the ``k`` symbols
+(its frame SNR, the definition in docs/design.md; an initial guess before the first report) and sends the ``k`` symbols
 of each row as one frame; the receiver calls ``decode(frame.symbols, snr_est)`` with the equalised payload
 symbols and its post-equalisation SNR estimate for that frame (``-10 log10(mean noise variance)`` of the
 zero-forced symbols). ``k`` travels implicitly as the payload length, so the two ends never disagree on it
@@ -442,7 +442,7 @@ class SemanticStudent(nn.Module):
         """uint8 images ``[B, H, W, C]`` (or one ``[H, W, C]``) -> ``complex64 [B, k]``, ``k = num_symbols_for(snr_db)``.
 
         Each row has unit average power over its ``k`` symbols, so the SNR at the receiver is the symbol
-        SNR of the DESIGN.md definition. ``snr_db`` is the SNR the receiver last reported (one per call).
+        SNR of the docs/design.md definition. ``snr_db`` is the SNR the receiver last reported (one per call).
         Always the deterministic mean ``mu`` (eval mode); the model is switched to eval mode if needed.
         """
         if self.training:
