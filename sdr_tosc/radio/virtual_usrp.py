@@ -78,12 +78,10 @@ class RxStreamer:
         self._core._check_alive()
         self._core.issue(cmd)
 
-    def recv(self, buf: np.ndarray, md: RXMetadata, timeout: float = 0.1, one_packet: bool = False) -> int:
+    def recv(self, buf: np.ndarray, md: RXMetadata, timeout: float = 0.1) -> int:
         if not (isinstance(buf, np.ndarray) and buf.dtype == np.complex64 and buf.ndim == 2):
             raise RuntimeError("recv buffer must be a complex64 array of shape (channels, samples) for fc32")
-        if one_packet:
-            buf = buf[:, :MAX_NUM_SAMPS]
-        return self._core.recv(buf, md, timeout, one_packet)
+        return self._core.recv(buf, md, timeout)
 
 
 class TxStreamer:

@@ -46,6 +46,8 @@ def _acquire_shared_channel(name: str, fs: float, fc: float, args: dict[str, Any
     with _shared_lock:
         entry = _shared_channels.get(name)
         if entry is None or not entry[0].running:
+            log.info("virtual USRP: starting a channel simulator for link=%r (the devices of this process "
+                     "without in=/out= share it)", name)
             ch = ChannelSimulator(snr_db=None, noise_dbfs=args["thermal_dbfs"], path_loss_db=args["path_loss_db"],
                                   gap_samples=0, gap_jitter_samples=0, sample_rate_hz=fs, center_freq_hz=fc,
                                   seed=args["seed"]).start()
