@@ -175,20 +175,84 @@ def test_rx_reports_absent_pluto(checkpoint, capsys):
     assert "127.0.0.1" in err
 
 
+def test_point_flags_and_fit_leave_out_clipped_and_compressed_points():
+    assert cal.point_flags(30.0, 29.0, -3.0) == ()
+    assert cal.point_flags(30.0, 20.0, -3.0) == ("compressed",)  # data-aided far below the preamble estimate
+    assert cal.point_flags(30.0, 29.5, 0.0) == ("clipped",)
+    pts = [_pt(-30, 10.0), _pt(-20, 20.1), _pt(-10, 29.9),
+           cal.PointResult(0, 10, 10, 40.2, 0.1, 21.0, 0.0, -3.0, 0.0, ("clipped", "compressed"))]
+    fit = cal.fit_gain_curve(pts)
+    assert fit["tx_gain_range_db"] == [-30.0, -10.0] and fit["points_used"] == 3
+    with pytest.raises(ValueError, match=r"clipped or compressed \(TX gains 0\)"):
+        cal.fit_gain_curve([_pt(-30, 10.0), pts[-1]])
+
+
+def test_wait_budget_follows_the_kernel_queue():
+    class Pluto:
+        sample_rate_hz, kernel_buffers, rx_buffer_samples = 1e6, 4, 32768
+
+    assert cal.rx_wait_samples(Pluto()) == 4 * 32768 + 100_000  # 131 ms of queue + 100 ms of TX latency
+    Pluto.sample_rate_hz = 4e6
+    assert cal.rx_wait_samples(Pluto(), margin_s=0.0) == 131072
+
+
+@pytest.mark.timeout(120)
+def test_calibrate_sequence_numbers_are_unique_over_the_sweep(monkeypatch):
+    """Frames of one gain step must not be counted at the next (they reused 0..N-1 at every step)."""
+    from sdr_tosc.modem import Modem
+
+    seen = []
+    real = cal.FrameHeader
+
+    def spy(*a, **k):
+        h = real(*a, **k)
+        seen.append(h.seq)
+        return h
+
+    monkeypatch.setattr(cal, "FrameHeader", spy)
+
+    class Loop:  # a perfect cable: what is sent comes back after a gap
+        kind, sample_rate_hz, center_freq_hz, rx_gain_db = "loop", 1e6, 2.44e9, 0.0
+
+        def __init__(self):
+            self.buf = np.zeros(0, np.complex64)
+            self.tx_gain_db = 0.0
+
+        def tx(self, iq):
+            self.buf = np.concatenate([self.buf, np.zeros(2000, np.complex64), iq])
+
+        def rx(self, n):
+            out = np.zeros(n, np.complex64)
+            k = min(n, self.buf.size)
+            out[:k] = self.buf[:k]
+            self.buf = self.buf[k:]
+            return out + (1e-3 * np.random.default_rng(n).standard_normal(n)).astype(np.complex64)
+
+        def settings(self):
+            return {"kind": "loop"}
+
+    r = Loop()
+    entry = cal.calibrate(r, r, [-10.0, 0.0], modem=Modem(), frames_per_point=3, pack_gap_samples=300)
+    assert seen == [0, 1, 2, 3, 4, 5]
+    assert [p["frames_ok"] for p in entry["points"]] == [3, 3]
+
+
 @pytest.mark.timeout(180)
-def test_demo_over_pluto_backend_against_emulated_iiod(tmp_path, checkpoint):
-    """The whole link through real pyadi-iio + libiio talking to the in-repo iiod emulator (TX looped to RX)."""
+def test_demo_over_pluto_backend_against_an_emulated_pluto(tmp_path, checkpoint):
+    """The whole link through real pyadi-iio + libiio talking to one emulated Pluto (TX heard through its
+    40 dB antenna isolation); the SNR is the emulated link budget's."""
     pytest.importorskip("adi")
-    from sdr_tosc.radio.iiod_emulator import IiodEmulator
+    from sdr_tosc.radio.emulator import EmulatedPlutos, link_snr_db
 
     js = tmp_path / "demo.json"
-    with IiodEmulator(noise_dbfs=-45.0, seed=1) as emu:
+    with EmulatedPlutos(1, isolation_db=40.0, seed=1) as emu:
         rc = main(["demo", "--checkpoint", str(checkpoint), "--radio", "pluto", "--uri", emu.uri, "--images", "24",
-                   "--tx-gain-db", "-10", "--rx-gain-db", "10", "--center-freq-hz", "915e6", "--no-progress",
-                   "--json", str(js)])
+                   "--tx-gain-db", "-10", "--rx-gain-db", "20", "--no-progress", "--json", str(js)])
     assert rc == 0
     res = json.loads(js.read_text())
     assert res["summary"]["frame_loss"] == 0.0
-    # TX RMS is 10 dB below full scale, loop gain 0 dB, noise -45 dBFS: about 35 dB; a wrong 2**15/2**11
-    # scaling on either side would move this by 6-24 dB
-    assert res["summary"]["snr_db_mean"] == pytest.approx(35.0, abs=2.0)
+    # burst -10 dBFS, TX -10 dB, 40 dB isolation, noise at RX gain 20: ~38 dB; a wrong 2**15/2**11 scaling on
+    # either side would move this by 6-24 dB
+    assert res["summary"]["snr_db_mean"] == pytest.approx(link_snr_db(-10.0, -10.0, 40.0, 20.0, 1e6), abs=2.0)
+
+
