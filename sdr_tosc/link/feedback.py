@@ -64,6 +64,17 @@ def _open(sock: zmq.Socket, endpoint: str, bind: bool) -> str:
     return ep
 
 
+def _kind(text: str) -> str:
+    """A stable drop-counter kind for a refused report, from the check that refused it."""
+    for key, kind in (("one frame", "multipart"), ("bytes is over", "too_large"), ("malformed", "malformed_json"),
+                      ("not a JSON object", "not_an_object"), ("version", "bad_version"), ("has no", "missing_field"),
+                      ("feedback seq", "bad_seq"), ("feedback snr_db", "bad_snr_db"), ("feedback cfo_hz", "bad_cfo_hz"),
+                      ("feedback t ", "bad_time")):
+        if key in text:
+            return kind
+    return "invalid"
+
+
 @dataclass(frozen=True)
 class FeedbackReport:
     seq: int
@@ -182,7 +193,7 @@ class FeedbackReceiver:
                     raise ValueError(f"a feedback report is one frame, got {len(frames)}")
                 rep = FeedbackReport.from_bytes(frames[0])
             except ValueError as exc:
-                self.drops.drop(str(exc).split(" must ")[0].split(" (")[0][:40], exc)
+                self.drops.drop(_kind(str(exc)), exc)
                 continue
             self.last = rep
             self._ewma = rep.snr_db if self._ewma is None else (1 - self.alpha) * self._ewma + self.alpha * rep.snr_db
