@@ -383,7 +383,7 @@ def calibrate(
     trim = float(pre.get("trim_hz", 0.0)) if pre else 0.0
     cfo = residual + trim
     entry: dict[str, Any] = {
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tool": f"sdr-tosc {__version__}",
         "sample_rate_hz": float(tx_radio.sample_rate_hz),
         "tx": tx_radio.settings(),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import tomli_w
-import tomllib
 
 from .fileio import atomic_write_text
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sdr_tosc.calibrate import load_calibration
 from sdr_tosc.channel.config import ChannelConfig
-from sdr_tosc.config import load_config, read_toml
+from sdr_tosc.config import load_config
 from sdr_tosc.semantic.cache import MANIFEST, TeacherCache
 from sdr_tosc.semantic.student import load_checkpoint, tensors_digest
 from sdr_tosc.zoo import default_student_path

@@ -7,20 +7,20 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sdr_tosc.config import ConfigError, load_config, save_config
-from sdr_tosc.modem import FrameHeader, Modem, ModemConfig, RxFrame
 from sdr_tosc.channel.impairments import (
     apply_cfo,
     awgn,
+    burst_power,
+    complex_noise,
     fractional_delay,
     multipath,
-    complex_noise,
     phase_noise,
     place_bursts,
     random_multipath_taps,
     sample_clock_offset,
-    burst_power,
 )
+from sdr_tosc.config import ConfigError, load_config, save_config
+from sdr_tosc.modem import FrameHeader, Modem, ModemConfig, RxFrame
 
 FS = 1e6
 

@@ -7,10 +7,16 @@ import math
 import numpy as np
 import pytest
 
+from sdr_tosc.channel.impairments import (
+    awgn,
+    fractional_delay,
+    multipath,
+    place_bursts,
+    random_multipath_taps,
+)
 from sdr_tosc.modem import DigitalConfig, DigitalMode, Modem
 from sdr_tosc.modem.digital import KIND_DIGITAL
 from sdr_tosc.modem.fec import conv_encode, crc16, viterbi_decode
-from sdr_tosc.channel.impairments import awgn, fractional_delay, multipath, place_bursts, random_multipath_taps
 from sdr_tosc.modem.qam import qam_llr, qam_map
 
 

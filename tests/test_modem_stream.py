@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdr_tosc.modem import FrameHeader, Modem, ModemConfig, StreamReceiver
 from sdr_tosc.channel.impairments import awgn, place_bursts
+from sdr_tosc.modem import FrameHeader, Modem, ModemConfig, StreamReceiver
 
 
 @pytest.mark.parametrize("block", [1000, 3333, 50_000])

@@ -11,11 +11,10 @@ Units are in the key names: ``*_hz`` in hertz, ``*_db`` in dB, ``*_sps`` in comp
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 #: Built-in copy of hardware/*.toml (limits and the default centre frequency; notes and demo defaults live in
 #: the TOML files). Default centre frequency 2.44 GHz: the middle of the 2.4-2.4835 GHz ISM band, licence-exempt
