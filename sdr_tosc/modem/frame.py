@@ -67,6 +67,7 @@ _MIN_SCO_SNR_DB = 0.0  # sampling-clock offset tracked from this preamble SNR up
 # residual CFO after the preamble's data-aided estimate: within a few hundred Hz at -8 dB; the header's
 # phase slope is searched within +-0.4 rad per OFDM symbol (+-800 Hz at 1 Msps)
 _MAX_RESIDUAL_SLOPE = 0.4
+_STRONG_GATE = 40.0  # candidates this strong (about +3 dB SNR and up) are decoded first
 
 
 @dataclass
@@ -264,7 +265,13 @@ class Modem:
             The frames found, in order of ``start``. Frames whose header CRC failed are included with
             ``header_ok=False`` and no symbols unless ``ModemConfig.return_failed`` is False.
         """
-        x = _as_complex_1d(iq, "iq")
+        return self._demodulate(_as_complex_1d(iq, "iq"), None)
+
+    def _demodulate(self, x: np.ndarray, known: dict[int, tuple[FrameHeader, int] | None] | None) -> list[RxFrame]:
+        """:meth:`demodulate` with a streaming receiver's memory: ``known`` maps buffer positions of bursts
+        seen before to their decoded (header, header symbols) (cut by the previous buffer's end: not decoded
+        again) or to None (already reported: skipped). Positions match within ``cp_len``. Bursts decoded here
+        whose payload the buffer's end cuts are added to ``known``."""
         if x.size == 0:
             return []
         if not np.isfinite(x.view(np.float32)).all():
@@ -282,8 +289,34 @@ class Modem:
         for c in cands:
             if not uniq or c.start - uniq[-1].start > self.cp:
                 uniq.append(c)
+        cached: dict[int, tuple[FrameHeader, int]] = {}
+        if known:
+            keys = np.array(sorted(known))
+            keep = []
+            for c in uniq:
+                i = int(np.argmin(np.abs(keys - c.start)))
+                if abs(int(keys[i]) - c.start) > self.cp:
+                    keep.append(c)
+                elif known[int(keys[i])] is not None:
+                    cached[c.start] = known[int(keys[i])]
+                    keep.append(c)
+            uniq = keep
+            if not uniq:
+                return []
         syncs = self._preamble_estimates(x, uniq)
-        self._decode_headers(syncs)
+        for sy in syncs:
+            if sy.c.start in cached:
+                sy.header, sy.n_hdr = cached[sy.c.start]
+        # strong candidates first: weaker ones inside a burst they decode are its payload's pilots, not frames
+        todo = [sy for sy in syncs if sy.c.start not in cached]
+        strong = [sy for sy in todo if sy.c.metric >= _STRONG_GATE]
+        self._decode_headers(strong, x.size)
+        spans = [(sy.c.start, sy.c.start + self.burst_length(sy.header.length, sy.header.robust))
+                 for sy in syncs if sy.header is not None]
+        weak = [sy for sy in todo if sy.c.metric < _STRONG_GATE
+                and not any(a + self.cp < sy.c.start < b for a, b in spans)]
+        self._decode_headers(weak, x.size)
+        syncs = [sy for sy in syncs if sy.header is not None or sy in weak or sy in strong]
         chosen: list[_Sync] = []
         last_end = -(10**18)
         for s in syncs:
@@ -291,6 +324,8 @@ class Modem:
                 continue
             end = s.c.start + self.burst_length(s.header.length, s.header.robust)
             if end > x.size + 2:
+                if known is not None:
+                    known[s.c.start] = (s.header, s.n_hdr)
                 continue  # truncated by the end of the buffer
             chosen.append(s)
             last_end = end
@@ -383,9 +418,15 @@ class Modem:
             phase = est.linear_phase(np.sum(yp * np.conj(known * h[pending][:, None, :]), axis=2),
                                      _MAX_RESIDUAL_SLOPE)
 
-    def _decode_headers(self, syncs: list[_Sync]) -> None:
-        self._try_headers(syncs, self.n_hdr)
-        rest = [s for s in syncs if s.header is None]
+    def _decode_headers(self, syncs: list[_Sync], n_samples: int) -> None:
+        """Short header form first, then the long one; a form cut by the buffer's end is not tried (a
+        streaming receiver sees the whole frame in its next buffer)."""
+        short_end = self.preamble_len + self.n_hdr * self.sym_len
+        long_end = self.preamble_len + self.n_hdr_robust * self.sym_len
+        whole = [s for s in syncs if s.c.start + short_end <= n_samples + 2]
+        if whole:
+            self._try_headers(whole, self.n_hdr)
+        rest = [s for s in whole if s.header is None and s.c.start + long_end <= n_samples + 2]
         if rest:
             self._try_headers(rest, self.n_hdr_robust)
 

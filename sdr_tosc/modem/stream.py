@@ -41,6 +41,7 @@ class StreamReceiver:
         self._tail = np.zeros(0, np.complex64)
         self._tail_start = 0  # absolute index of self._tail[0]
         self._reported: list[int] = []  # absolute starts of recently reported frames
+        self._headers: dict[int, tuple] = {}  # absolute start -> (header, header symbols) of frames cut short
         self.samples_seen = 0
 
     def push(self, iq: np.ndarray) -> list[RxFrame]:
@@ -53,7 +54,13 @@ class StreamReceiver:
         cut = max(buf.size - keep, 0)  # frames starting before this will not be seen again
         out = []
         cp = self.modem.cp
-        for f in self.modem.demodulate(buf):
+        # bursts reported before are skipped, headers of bursts cut by the last buffer are not decoded again
+        known = {s - base: None for s in self._reported if s >= base}
+        known.update({s - base: h for s, h in self._headers.items() if s >= base})
+        frames = self.modem._demodulate(buf, known)
+        # headers of bursts the buffer's end cut short: the carried tail holds them whole next time
+        self._headers = {base + s: h for s, h in known.items() if h is not None and s >= cut - cp}
+        for f in frames:
             start = base + f.start
             if any(abs(start - s) <= cp for s in self._reported):
                 continue
