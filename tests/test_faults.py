@@ -92,14 +92,17 @@ def _channel_children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the child")
-@pytest.mark.parametrize("verb,sig", [("demo", signal.SIGKILL), ("demo", signal.SIGTERM),
-                                      ("measure", signal.SIGTERM)])
+@pytest.mark.parametrize("verb,sig", [("demo", signal.SIGKILL), ("demo", signal.SIGTERM), ("demo", signal.SIGINT),
+                                      ("measure", signal.SIGTERM), ("measure", signal.SIGKILL),
+                                      ("calibrate", signal.SIGTERM), ("calibrate", signal.SIGKILL)])
 def test_cli_verbs_leave_no_channel_behind(verb, sig, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("SDR_TOSC_PARENT_PID", None)
-    args = ["--images", "10000"] if verb == "demo" else ["--images", "10000", "--sweep-snr-db", "10:10:1"]
+    args = {"demo": ["--images", "10000", "--no-progress"],
+            "measure": ["--images", "10000", "--sweep-snr-db", "10:10:1", "--no-progress"],
+            "calibrate": ["--frames", "5000", "--out", str(tmp_path / "cal.json")]}[verb]
     main = "import sys; from sdr_tosc.cli import main; sys.exit(main())"
-    proc = subprocess.Popen([sys.executable, "-c", main, verb, *args, "--no-progress"],
+    proc = subprocess.Popen([sys.executable, "-c", main, verb, *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
