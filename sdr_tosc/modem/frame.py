@@ -49,6 +49,7 @@ over the sync field and removed before the noise estimate, the FFTs and the SNR'
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -311,12 +312,18 @@ class Modem:
         todo = [sy for sy in syncs if sy.c.start not in cached]
         strong = [sy for sy in todo if sy.c.metric >= _STRONG_GATE]
         self._decode_headers(strong, x.size)
-        spans = [(sy.c.start, sy.c.start + self.burst_length(sy.header.length, sy.header.robust))
-                 for sy in syncs if sy.header is not None]
-        weak = [sy for sy in todo if sy.c.metric < _STRONG_GATE
-                and not any(a + self.cp < sy.c.start < b for a, b in spans)]
+        spans = sorted((sy.c.start, sy.c.start + self.burst_length(sy.header.length, sy.header.robust))
+                       for sy in syncs if sy.header is not None)
+        starts = [a for a, _ in spans]
+
+        def inside(t: int) -> bool:
+            i = bisect.bisect_left(starts, t - self.cp) - 1  # the last decoded burst starting before t
+            return i >= 0 and t < spans[i][1]
+
+        weak = [sy for sy in todo if sy.c.metric < _STRONG_GATE and not inside(sy.c.start)]
         self._decode_headers(weak, x.size)
-        syncs = [sy for sy in syncs if sy.header is not None or sy in weak or sy in strong]
+        tried = {id(sy) for sy in strong} | {id(sy) for sy in weak}
+        syncs = [sy for sy in syncs if sy.header is not None or id(sy) in tried]
         chosen: list[_Sync] = []
         last_end = -(10**18)
         for s in syncs:

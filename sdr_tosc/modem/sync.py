@@ -190,10 +190,13 @@ def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_p
     dc0 = gather(x, w0[:, None] + np.arange(n_win)[None, :]).mean(axis=1)
     seg = gather(x, lo[:, None] + t[None, :]) - dc0[:, None].astype(np.complex64)
     seg *= np.exp(-2j * np.pi * cfo[:, None] * t[None, :]).astype(np.complex64)
-    win = sliding_window_view(seg, tl, axis=1)  # [F, lags, tl]
-    ltf_t = np.conj(tail_t[_TAIL_SYNC:]).astype(np.complex64)
-    c_full = win @ np.conj(tail_t).astype(np.complex64)  # [F, n_lags]
-    c_ltf = win[:, :, _TAIL_SYNC:] @ ltf_t
+    # correlations at every lag through FFTs (one per candidate and template)
+    nfft = sp_fft.next_fast_len(seg.shape[1] + tl)
+    spec = sp_fft.fft(seg, nfft, axis=1)
+    n_out = n_lags + 1
+    c_full = sp_fft.ifft(spec * np.conj(sp_fft.fft(tail_t, nfft))[None, :], axis=1)[:, :n_out]
+    ltf_pad = np.concatenate([np.zeros(_TAIL_SYNC), tail_t[_TAIL_SYNC:]])
+    c_ltf = sp_fft.ifft(spec * np.conj(sp_fft.fft(ltf_pad, nfft))[None, :], axis=1)[:, :n_out]
     a_full = np.abs(c_full) ** 2
     tp = np.argmax(a_full, axis=1)
     rows = np.arange(len(dets))
