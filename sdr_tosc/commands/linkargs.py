@@ -142,6 +142,10 @@ def add_radio_args(p: argparse.ArgumentParser, role: str) -> None:
         g.add_argument("--uri", help=f"radio address ({uri_help(kinds)})")
         g.add_argument("--radio-opt", action="append", default=[], metavar="KEY=VALUE",
                        help="extra radio setting (repeatable), e.g. xo_correction_hz=40000000")
+        g.add_argument("--gnuradio", action="store_true",
+                       help="the zmq peer is a GNU Radio flowgraph (flowgraphs/channel_model.grc, the ZMQ<->Pluto/USRP "
+                            "bridges): raw complex64; " + ("tx binds --uri for the flowgraph's PULL source and waits up "
+                            "to 30 s for it" if role == "tx" else "rx connects --uri to the flowgraph's PUSH sink"))
     g.add_argument("--center-freq-hz", type=float, help="RF centre frequency (default: the profile's)")
     g.add_argument("--tx-gain-db", dest="radio_tx_gain_db", type=float, help="TX gain (Pluto: -89.75..0)")
     g.add_argument("--rx-gain-db", dest="radio_rx_gain_db", type=float, help="RX gain (manual)")
@@ -185,8 +189,23 @@ def open_radio_from(kind: str, uri: str | None, role: str, opts: dict[str, Any],
         settings["tx_gain_db"] = args.radio_tx_gain_db
     if args.radio_rx_gain_db is not None:
         settings["rx_gain_db"] = args.radio_rx_gain_db
+    if getattr(args, "gnuradio", False):
+        settings.update(gnuradio_settings(kind, role, args))
     settings.update(opts)
     return open_from_uri(kind, uri, role, **settings)
+
+
+#: How long ``tx --gnuradio`` waits for the flowgraph to connect (and to take what is queued at exit).
+GNURADIO_TX_TIMEOUT_S = 30.0
+
+
+def gnuradio_settings(kind: str, role: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The zmq radio settings ``--gnuradio`` stands for (gr-zeromq sources connect, sinks bind)."""
+    if kind != "zmq":
+        raise ValueError(f"--gnuradio needs --radio zmq (the flowgraph drives the hardware), not --radio {kind}")
+    if role == "tx":
+        return {"mode": "raw", "bind": True, "timeout_s": GNURADIO_TX_TIMEOUT_S}
+    return {"mode": "raw", "rx_pattern": "pull", "timeout_s": float(getattr(args, "timeout_s", 30.0))}
 
 
 def radio_pair(args: argparse.Namespace, chan: dict[str, Any] | None):

@@ -27,6 +27,8 @@ EXAMPLES = """
       --feedback tcp://TX-HOST:5600 --images 1000 --json rx.json --plot rx.png
   # on one laptop, with 'sdr-tosc channel' running:
   sdr-tosc rx --radio zmq --uri tcp://127.0.0.1:5556 --images 200 --feedback tcp://127.0.0.1:5600
+  # through a GNU Radio flowgraph (flowgraphs/channel_model.grc, or a ZMQ<->Pluto/USRP bridge):
+  sdr-tosc rx --radio zmq --gnuradio --uri tcp://127.0.0.1:5556 --images 200
   # keep the samples around every frame, then replay them through the receiver (same predictions):
   sdr-tosc rx --radio usrp --uri type=virtual,out=tcp://127.0.0.1:5556 --images 50 --record cap
   sdr-tosc rx --radio file --uri cap.sigmf-meta --images 50 --no-feedback
@@ -113,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
                 got = rx.receive(link.rx_chunk_samples)
             except EOFError as exc:  # a file radio reached the end of its recording
                 ended = str(exc)
+                break
+            except TimeoutError as exc:  # a GNU Radio peer forwards only what it gets: no samples = the end
+                if not args.gnuradio:
+                    raise
+                ended = f"{exc} (--timeout-s)"
                 break
             if recorder is not None:
                 recorder.push(rx.last_chunk)

@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+import numpy as np
+
 from .common import add_json_flag, write_result
 from .linkargs import (
     add_link_args,
@@ -26,6 +28,8 @@ EXAMPLES = """
       --images 1000 --feedback-bind tcp://0.0.0.0:5600
   # two processes on one laptop, with 'sdr-tosc channel' running between them:
   sdr-tosc tx --radio zmq --uri tcp://127.0.0.1:5555 --images 200 --feedback-bind tcp://127.0.0.1:5600
+  # through a GNU Radio flowgraph (flowgraphs/channel_model.grc, or a ZMQ<->Pluto/USRP bridge):
+  sdr-tosc tx --radio zmq --gnuradio --uri tcp://127.0.0.1:5555 --images 200
 """
 
 
@@ -50,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     student = load_student(args)
     images, _labels, _ = load_images(args)
     hardware = args.radio != "zmq"
-    link = link_config(args, pack_bursts=hardware)
+    # a GNU Radio peer passes samples on as they come (no channel simulator spacing bursts): gaps go on the air
+    link = link_config(args, pack_bursts=hardware or args.gnuradio)
     modem = Modem(modem_config(args))
     pace = args.pace == "on" or (args.pace == "auto" and hardware)
     sent_total, t0 = 0, time.perf_counter()
@@ -60,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         tx = SemanticTransmitter(student, modem, radio, link, None if args.no_feedback else fb)
         print(f"sdr-tosc tx: {radio!r}; feedback on {fb.endpoint}; {len(images)} images x "
               f"{args.repeat or 'inf'}", file=sys.stderr)
+        if args.gnuradio:  # silence ahead of the first burst: the receiver's frame search starts in noise
+            radio.tx(np.zeros(link.gap_samples, np.complex64))
         rounds = 0
         while args.repeat == 0 or rounds < args.repeat:
             for b0 in range(0, len(images), link.batch_size):
@@ -71,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
                     print(f"sent {sent_total} images ({tx.bursts} bursts); encoder SNR {sent[-1].snr_tx_db:.1f} dB, "
                           f"{sent[-1].n_symbols} symbols", file=sys.stderr)
             rounds += 1
+        if args.gnuradio:
+            # a flowgraph forwards only what it is given: silence after the last burst lets a receiver that
+            # reads fixed-size chunks complete the chunk holding it. Closing the radio then waits up to
+            # GNURADIO_TX_TIMEOUT_S for the flowgraph to take every queued message.
+            radio.tx(np.zeros(link.rx_chunk_samples + link.gap_samples, np.complex64))
         counters = radio.counters.as_dict()
         settings = radio.settings()
         last_snr = tx.current_snr_db()

@@ -3,7 +3,9 @@
 The block is the link's :class:`~sdr_tosc.link.session.SemanticReceiver` (stream frame search across
 buffer boundaries, header check, student decoder at the frame's post-equalisation SNR) reading the block's
 input instead of a radio. Input is decoded in chunks of ``chunk_samples`` (fewer repeated searches than
-GNU Radio's small work calls); the rest is decoded when the flowgraph stops.
+GNU Radio's small work calls). What is left when a finite stream ends is decoded in ``stop``: it counts in
+the summary, but its messages may no longer reach other blocks (GNU Radio is shutting down); a transmitter
+whose ``tail_samples`` exceed ``chunk_samples`` has every burst decoded while the flowgraph runs.
 
 Message outputs:
 
