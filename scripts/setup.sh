@@ -20,6 +20,20 @@ if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# GNU Radio Companion: link the sdr-tosc block files where GRC looks (~/.grc_gnuradio), and give the venv a
+# gnuradio-companion/grcc that run with its Python (flowgraphs with the blocks import sdr_tosc and torch).
+grc_setup() {
+  local d="${HOME}/.grc_gnuradio" f tool sys_tool
+  mkdir -p "$d" && for f in "$root"/sdr_tosc/gnuradio/grc/*.block.yml; do ln -sfn "$f" "$d/$(basename "$f")"; done
+  [ -d .venv/bin ] || return 0
+  for tool in gnuradio-companion grcc; do
+    sys_tool="$(PATH=/usr/local/bin:/usr/bin:/bin command -v "$tool" || true)"
+    [ -n "$sys_tool" ] && [ ! -x ".venv/bin/$tool" ] || continue
+    printf '#!/bin/sh\nexec "$(dirname "$0")/python" %s "$@"\n' "$sys_tool" > ".venv/bin/$tool"
+    chmod +x ".venv/bin/$tool"
+  done
+}
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -37,6 +51,7 @@ stamp_input="$(cat pyproject.toml scripts/setup.sh; echo "numpy=$NUMPY_VERSION t
 stamp_hash="$(printf '%s' "$stamp_input" | sha256sum | cut -d' ' -f1)"
 stamp=".venv/.sdr-tosc-setup"
 if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_hash" ]; then
+  grc_setup
   exit 0
 fi
 
@@ -53,4 +68,5 @@ log "installing torch==$TORCH_VERSION (CPU build), numpy==$NUMPY_VERSION and sdr
 "${pip[@]}" -e ".[dev]"
 .venv/bin/python -c "import sdr_tosc, torch, numpy, zmq; assert numpy.__version__ == '$NUMPY_VERSION', numpy.__version__"
 printf '%s' "$stamp_hash" > "$stamp"
+grc_setup
 log "done: .venv/bin/sdr-tosc is ready"
