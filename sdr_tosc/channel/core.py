@@ -27,6 +27,9 @@ from .config import ChannelConfig
 #: float32 samples times the gain stay finite for any sample the wire accepts (|x| <= 1e6).
 MAX_SCHEDULE_AHEAD_SAMPLES = 1 << 22
 MAX_LINK_GAIN_DB = 160.0
+#: Truth records kept (the newest; about 2 KB each, so memory stays flat over a long run): poll ``truth``
+#: with ``since`` at least every this many bursts to see all of them.
+TRUTH_CAPACITY = 10_000
 
 #: Timeline buffer index past which a small pending region is moved back to the front (see _ensure).
 COMPACT_AT = 1 << 18
@@ -196,7 +199,7 @@ class ChannelCore:
     ``read(n)`` returns ``(complex64[n], timestamp)``. ``truth`` holds one dict per burst.
     """
 
-    def __init__(self, config: ChannelConfig, truth_capacity: int = 100_000, prefetch_noise: bool = False) -> None:
+    def __init__(self, config: ChannelConfig, truth_capacity: int = TRUTH_CAPACITY, prefetch_noise: bool = False) -> None:
         self.rng = np.random.default_rng(config.seed)  # gaps, fading, drops, phase noise
         self.noise = NoiseStream(config.seed, prefetch=prefetch_noise)  # AWGN, in order
         self.config = config
