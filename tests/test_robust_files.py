@@ -129,3 +129,20 @@ def test_no_project_file_cites_the_team_doc():
                 errors="ignore"):
             hits.append(str(p.relative_to(ROOT)))
     assert not [h for h in hits if not h.startswith("sdr_tosc/modem/")], hits
+
+
+def test_channel_config_file_keeps_the_verbs_own_settings(tmp_path):
+    """demo --channel-config pn.toml (only phase noise) keeps the demo's SNR/CFO/seed, not ChannelConfig's."""
+    import argparse
+
+    from sdr_tosc.commands.linkargs import channel_settings
+
+    pn = tmp_path / "pn.toml"
+    pn.write_text("[channel]\nphase_noise_hz = 50.0\n")
+    args = argparse.Namespace(channel_config=pn, snr_db=None, cfo_hz=None, multipath=None, fading=None, seed=None)
+    s = channel_settings(args)
+    assert (s["snr_db"], s["cfo_hz"], s["seed"], s["phase_noise_hz"]) == (20.0, 2000.0, 1, 50.0)
+    pn.write_text("[channel]\nphase_noise_hz = 50.0\nsnr_db = 3.0\n")
+    args.cfo_hz = 100.0
+    s = channel_settings(args)
+    assert (s["snr_db"], s["cfo_hz"]) == (3.0, 100.0)  # file < flags
