@@ -2,7 +2,8 @@
 
 TX radio -> channel simulator process (AWGN + CFO + multipath) -> RX radio, in framed and raw modes, as
 complex samples per second delivered to the receiver while the transmitter keeps the channel fed (one
-continuous burst). Also the emulated Pluto's RX throughput through pyadi-iio/libiio (cheap, if installed).
+continuous burst). Also whether two emulated Plutos (``sdr-tosc emulate pluto --count 2``) keep real time at
+1 and 4 Msps with a continuous transmission read through pyadi-iio/libiio (``--only-pluto`` runs just that).
 
     python benchmarks/bench_radio.py [--seconds 5] [--sample-rate-hz 30.72e6] [--chunk 65536]
 
@@ -132,23 +133,60 @@ def bench_channel_core(fs: float, chunk: int, multipath: str, seconds: float = 2
     return {"msps": n / dt / 1e6, "cpu_ns_per_sample": cpu / n * 1e9}
 
 
-def bench_pluto_emulator(seconds: float) -> dict | None:
+def bench_pluto_emulator(seconds: float, sample_rate_hz: float) -> dict | None:
+    """Do two emulated Plutos keep real time? ``sdr-tosc emulate pluto --count 2 --ppm -18,11`` in its own
+    process; here radio 0 transmits a continuous (cyclic) tone and radio 1 is read through pyadi-iio/libiio
+    with the backend's default buffers (4 x 32768) for ``seconds``. Real time: every sample of the
+    receiver's clock delivered (rate within 0.5 % of the sample rate) and no overflow. Reports the
+    emulator process's CPU load and its clock thread's worst lag behind wall time."""
     try:
         import adi  # noqa: F401
     except (ImportError, OSError):
         return None
-    from sdr_tosc.radio.iiod_emulator import IiodEmulator
+    import re
+    import signal
+    import subprocess
+    import sys
+    import tempfile
 
-    with IiodEmulator(realtime_overflow=False) as emu, \
-            open_radio("pluto", uri=emu.uri, sample_rate_hz=61.44e6, rx_buffer_samples=1 << 16) as r:
-        r.rx(1 << 16)
-        n = 0
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            n += r.rx(1 << 16).size
-        dt = time.perf_counter() - t0
-    return {"msps": n / dt / 1e6, "samples": n, "seconds": dt,
-            "note": "RX through real pyadi-iio + libiio network client against the in-repo iiod emulator"}
+    info = os.path.join(tempfile.mkdtemp(prefix="bench-emu-"), "plutos.json")
+    cmd = [sys.executable, "-c", "import sys; from sdr_tosc.cli import main; sys.exit(main(sys.argv[1:]))",
+           "emulate", "pluto", "--count", "2", "--ppm", "-18,11", "--json", info]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        t_end = time.monotonic() + 60
+        while not os.path.exists(info) and time.monotonic() < t_end and proc.poll() is None:
+            time.sleep(0.05)
+        uris = json.load(open(info))["uris"]
+        with open_radio("pluto", uri=uris[0], sample_rate_hz=sample_rate_hz, tx_gain_db=-20.0, tx_cyclic=True) as tx, \
+                open_radio("pluto", uri=uris[1], sample_rate_hz=sample_rate_hz, rx_gain_db=40.0) as rx:
+            tx.tx((0.5 * np.exp(2j * np.pi * np.arange(1 << 14) / 16)).astype(np.complex64))
+            rx.rx(1 << 18)  # warm-up
+            before = rx.counters
+            n = 0
+            c0, s0 = _proc_cpu_s(proc.pid), _self_cpu_s()
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                n += rx.rx(1 << 15).size
+            dt = time.perf_counter() - t0
+            c1, s1 = _proc_cpu_s(proc.pid), _self_cpu_s()
+            overflows = rx.counters.overflows - before.overflows
+            tx.stop_tx()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    m = re.search(r"clock busy (\d+) %, worst lag ([0-9.]+) ms", err or "")
+    rate = n / dt
+    return {"sample_rate_hz": sample_rate_hz, "delivered_sps": rate, "delivered_over_nominal": rate / sample_rate_hz,
+            "overflows": overflows, "seconds": dt,
+            "emulator_process_cpu_fraction": (c1 - c0) / dt, "client_process_cpu_fraction": (s1 - s0) / dt,
+            "emulator_clock_busy_pct": int(m.group(1)) if m else None,
+            "emulator_worst_lag_ms": float(m.group(2)) if m else None,
+            "real_time": overflows == 0 and abs(rate / sample_rate_hz - 1) < 0.005}
 
 
 def main() -> None:
@@ -160,7 +198,17 @@ def main() -> None:
     p.add_argument("--sample-rate-hz", type=float, default=30.72e6)
     p.add_argument("--chunk", type=int, default=1 << 16)
     p.add_argument("--multipath", default="epa")
+    p.add_argument("--pluto-seconds", type=float, default=5.0, help="per rate in the emulated-Pluto real-time check")
+    p.add_argument("--only-pluto", action="store_true", help="run only the emulated-Pluto real-time check")
     args = p.parse_args()
+    if args.only_pluto:
+        runs = [bench_pluto_emulator(args.pluto_seconds, fs) for fs in (1e6, 4e6)]
+        print(json.dumps({"benchmark": "emulated_pluto_realtime", "machine": {
+            "cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]},
+            "pluto_emulator_realtime": runs,
+            "summary": {f"{r['sample_rate_hz'] / 1e6:g} Msps": {"real_time": r["real_time"],
+                        "emulator_cpu": round(r["emulator_process_cpu_fraction"], 2)} for r in runs if r}}, indent=2))
+        return
     out = {
         "benchmark": "radio_loopback_throughput",
         "path": "TX radio -> channel process (AWGN + CFO + multipath) -> RX radio, tcp loopback",
@@ -173,7 +221,7 @@ def main() -> None:
     for mode in ("framed", "raw"):
         out[mode] = bench_channel(mode, args.seconds, args.sample_rate_hz, args.chunk, args.multipath)
     out["channel_engine_only"] = bench_channel_core(args.sample_rate_hz, args.chunk, args.multipath)
-    out["pluto_emulator_rx"] = bench_pluto_emulator(min(args.seconds, 3.0))
+    out["pluto_emulator_realtime"] = [bench_pluto_emulator(args.pluto_seconds, fs) for fs in (1e6, 4e6)]
     out["meets_target"] = min(out["framed"]["msps"], out["raw"]["msps"]) >= out["target_msps"]
     out["meets_goal"] = min(out["framed"]["msps"], out["raw"]["msps"]) >= out["goal_msps"]
     out["summary"] = {
@@ -188,6 +236,8 @@ def main() -> None:
         "target_msps": out["target_msps"], "goal_msps": out["goal_msps"],
         "meets_target": out["meets_target"], "meets_goal": out["meets_goal"],
         "load_avg_1m": out["machine"]["load_avg_1m"],
+        "emulated_plutos_real_time": {f"{r['sample_rate_hz'] / 1e6:g} Msps": r["real_time"]
+                                      for r in out["pluto_emulator_realtime"] if r},
     }
     print(json.dumps(out, indent=2))
 

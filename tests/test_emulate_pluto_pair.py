@@ -157,6 +157,8 @@ def test_tx_and_rx_verbs_in_two_processes(plutos, checkpoint, tmp_path):
     rx = subprocess.Popen([sys.executable, "-c", "import sys; from sdr_tosc.cli import main; sys.exit(main(sys.argv[1:]))",
                            "rx", "--checkpoint", str(checkpoint), "--radio", "pluto", "--uri", u1, "--rx-gain-db",
                            "50", "--radio-opt", f"xo_correction_hz={xo[1]}", "--images", "16", "--feedback", fb,
+                           # 0.5 s of kernel buffering: a CI host shared with other jobs stalls the decoder
+                           "--radio-opt", "kernel_buffers=16",
                            "--timeout-s", "30", "--no-progress", "--json", str(rx_json)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

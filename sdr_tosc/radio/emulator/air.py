@@ -64,7 +64,8 @@ class StreamResampler:
 
     A clock offset of a few ppm moves the fractional delay slowly, so the stream is cut into runs of
     equal delay and each run is one convolution with a windowed-sinc fractional-delay filter from a bank
-    of ``phases`` (``taps`` long, Blackman window): about -50 dB of error on a band-limited signal.
+    of ``phases`` (``taps`` long, Blackman window; a matrix product over a sliding window of the input):
+    about -50 dB of error on a band-limited signal.
     Radios set to different sample rates (a ratio far from 1) get cubic interpolation instead.
     """
 
@@ -78,7 +79,7 @@ class StreamResampler:
         k = np.arange(taps) - (half - 1)  # filter for output at x[i + mu]: taps x[i - half + 1 .. i + half]
         mu = np.arange(phases + 1)[:, None] / phases
         h = np.sinc(k[None, :] - mu) * np.blackman(taps + 2)[1:-1][None, :]
-        self.bank = (h / h.sum(axis=1, keepdims=True))[:, ::-1].astype(np.float32)  # reversed for convolve
+        self.fir = (h / h.sum(axis=1, keepdims=True)).astype(np.complex64)  # row p: delay p / phases
         self.hist = np.zeros(taps, np.complex64)
         self.t = float(taps)  # position of the next output in [hist, x] coordinates
 
@@ -86,21 +87,20 @@ class StreamResampler:
         half = self.taps // 2
         xp = np.concatenate([self.hist, x])
         size = xp.size
-        m = max(0, math.ceil((size - half - self.t) * self.ratio))
-        ts = self.t + np.arange(m) / self.ratio
-        m = int(np.searchsorted(ts, size - half))  # outputs need x up to floor(t) + half
-        ts = ts[:m]
-        i = np.floor(ts).astype(np.int64)
-        if not self.clock_offset:
-            out = self._cubic(xp, ts, i)
-        else:
-            out = self._polyphase(xp, ts, i, m)
-        self.t = self.t + m / self.ratio - (size - self.taps)
+        r, t0 = self.ratio, self.t
+        # outputs need x up to floor(t) + half, with t rounded up by at most 1/phases on the filter grid
+        margin = 1.0 / self.phases if self.clock_offset else 0.0
+        m = max(0, math.ceil((size - half - t0 - margin) * r))
+        while m and t0 + (m - 1) / r + margin >= size - half:
+            m -= 1
+        out = self._polyphase(xp, t0, m) if self.clock_offset else self._cubic(xp, t0 + np.arange(m) / r)
+        self.t = t0 + m / r - (size - self.taps)
         self.hist = xp[-self.taps:].copy()
         return out
 
     @staticmethod
-    def _cubic(xp: np.ndarray, ts: np.ndarray, i: np.ndarray) -> np.ndarray:
+    def _cubic(xp: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        i = np.floor(ts).astype(np.int64)
         mu = (ts - i).astype(np.float32)
         out = xp[i] * ((mu + 1) * (mu - 1) * (mu - 2) / 2)
         out += xp[i - 1] * (-mu * (mu - 1) * (mu - 2) / 6)
@@ -108,22 +108,35 @@ class StreamResampler:
         out += xp[i + 2] * ((mu + 1) * mu * (mu - 1) / 6)
         return out.astype(np.complex64, copy=False)
 
-    def _polyphase(self, xp: np.ndarray, ts: np.ndarray, i: np.ndarray, m: int) -> np.ndarray:
-        half = self.taps // 2
-        ph = np.rint((ts - i) * self.phases).astype(np.int64)
+    def _runs(self, t0: float, m: int) -> tuple[list[int], list[int]]:
+        """Output ``k`` sits at ``t = k + u_k``, ``u_k = t0 - k eps``; ``q_k = rint(u_k P)`` is its delay on the
+        filter bank's grid. Returns the first output of each run of equal ``q`` and that ``q``: the run
+        boundaries are where ``u_k P`` crosses a half-integer, solved for ``k`` (no per-sample work)."""
+        P, eps = self.phases, 1.0 - 1.0 / self.ratio
+        q0 = int(np.rint(t0 * P))
+        q1 = int(np.rint((t0 - (m - 1) * eps) * P))
+        if q1 == q0 or m <= 1:
+            return [0], [q0]
+        step = -1 if q1 < q0 else 1
+        qs = np.arange(q0, q1 + step, step)
+        half = (qs[:-1] + qs[1:]) / 2.0  # the half-integers crossed
+        x = (t0 - half / P) / eps
+        ks = np.floor(x) + 1 if eps > 0 else np.ceil(x)
+        ks = np.clip(ks, 1, m - 1).astype(np.int64)
+        keep = np.concatenate([[True], np.diff(ks) > 0])  # runs that would be empty (rounding) merge
+        return [0, *ks[keep].tolist()], [q0, *qs[1:][keep].tolist()]
+
+    def _polyphase(self, xp: np.ndarray, t0: float, m: int) -> np.ndarray:
+        half, P = self.taps // 2, self.phases
         out = np.empty(m, np.complex64)
-        if m:
-            cut = np.flatnonzero((np.diff(ph) != 0) | (np.diff(i) != 1)) + 1
-            starts = np.concatenate([[0], cut])
-            ends = np.concatenate([cut, [m]])
-            re, im = np.ascontiguousarray(xp.real), np.ascontiguousarray(xp.imag)
-            o_re, o_im = out.real, out.imag
-            conv = np.convolve
-            for a, b, i0, p in zip(starts.tolist(), ends.tolist(), i[starts].tolist(), ph[starts].tolist()):
-                lo, hi = i0 - half + 1, i0 + (b - a) + half
-                h = self.bank[p]
-                o_re[a:b] = conv(re[lo:hi], h, mode="valid")  # float32 convolutions (BLAS-like dot loops)
-                o_im[a:b] = conv(im[lo:hi], h, mode="valid")
+        if not m:
+            return out
+        starts, qs = self._runs(t0, m)
+        windows = np.lib.stride_tricks.sliding_window_view(xp, self.taps)  # row j: xp[j : j + taps]
+        for n, (a, qa) in enumerate(zip(starts, qs)):
+            b = starts[n + 1] if n + 1 < len(starts) else m
+            lo = a + qa // P - half + 1
+            np.matmul(windows[lo:lo + b - a], self.fir[qa % P], out=out[a:b])
         return out
 
 
@@ -191,7 +204,8 @@ class EmulatedPlutos:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self.stats = {"ticks": 0, "max_lag_s": 0.0, "busy_s": 0.0, "wall_s": 0.0, "skipped_s": 0.0, "resyncs": 0}
+        self.stats = {"ticks": 0, "max_lag_s": 0.0, "busy_s": 0.0, "wall_s": 0.0, "skipped_s": 0.0, "resyncs": 0,
+                      "tx_s": 0.0, "channel_wait_s": 0.0}
 
     # -- life cycle ------------------------------------------------------------------------------------
     @property
@@ -303,89 +317,106 @@ class EmulatedPlutos:
         rx_idx = [0] * n  # samples each receiver has taken from the air
         t0 = time.monotonic()
         tx_t = rx_t = t0
+        tx_hist = (t0, t0)
         seq = 0
         noise_set: list[float | None] = [None] * n
         self._ready.set()
         while not self._stop.is_set():
-            now = time.monotonic()
-            busy0 = time.perf_counter()
-            lag = now - rx_t
-            self.stats["max_lag_s"] = max(self.stats["max_lag_s"], lag - self.tick_s) if self.stats["ticks"] > 10 else 0.0
-            if lag > 0.5:  # the host stalled: skip the lost time instead of racing to catch up
-                self.stats["skipped_s"] += lag - self.tick_s
-                rx_t = now - self.tick_s
-                tx_t = max(tx_t, now)
-            rates = [m.true_rate_hz() for m in self.models]
-            for j, m in enumerate(self.models):
-                if m.changed:
-                    with m.cond:
-                        m.changed = False
-                    nz = m.input_noise_dbfs()
-                    if noise_set[j] is None or abs(nz - noise_set[j]) > 1e-6:
-                        self.channel.set(link=[j, j], noise_dbfs=nz)
-                        noise_set[j] = nz
-                    for s in range(n):
-                        self._retune(links[(s, j)], rates)
-                        self._retune(links[(j, s)], rates)
-            # 1. DAC samples up to now + lead, to every receiver that listens (the others skip ahead).
-            # Receivers then read only up to where the previous tick's TX reached: those messages are in.
-            rx_limit = min(now, tx_t)
-            listen = [m.wants_rx() for m in self.models]
-            t_end = now + self.lead_s
-            for i, m in enumerate(self.models):
-                want = (t_end - tx_t) * rates[i] + tx_frac[i]
-                k = int(want)
-                tx_frac[i] = want - k
-                if k <= 0:
-                    continue
-                x = m.produce_tx(k, build=any(listen))
-                gain = m.tx_gain_db()
-                for j in range(n):
-                    ln = links[(i, j)]
-                    ratio = rates[j] / rates[i]
-                    if x is None or not ln.audible or not listen[j]:
-                        ln.idx += k * ratio
-                        ln.fresh = True
+            try:
+                now = time.monotonic()
+                busy0 = time.perf_counter()
+                lag = now - rx_t
+                self.stats["max_lag_s"] = max(self.stats["max_lag_s"], lag - self.tick_s) if self.stats["ticks"] > 10 else 0.0
+                if lag > 0.5:  # the host stalled: skip the lost time instead of racing to catch up
+                    self.stats["skipped_s"] += lag - self.tick_s
+                    rx_t = now - self.tick_s
+                    tx_t = max(tx_t, now)
+                rates = [m.true_rate_hz() for m in self.models]
+                for j, m in enumerate(self.models):
+                    if m.changed:
+                        with m.cond:
+                            m.changed = False
+                        nz = m.input_noise_dbfs()
+                        if noise_set[j] is None or abs(nz - noise_set[j]) > 1e-6:
+                            self.channel.set(link=[j, j], noise_dbfs=nz)
+                            noise_set[j] = nz
+                        for s in range(n):
+                            self._retune(links[(s, j)], rates)
+                            self._retune(links[(j, s)], rates)
+                # 1. DAC samples up to now + lead, to every receiver that listens (the others skip ahead).
+                # Receivers then read only up to where the TX of two ticks ago reached: those messages are in
+                # (TX and reads travel on different sockets; a busy host may deliver one tick late).
+                rx_limit = min(now, tx_hist[0])
+                tx_hist = (tx_hist[1], now + self.lead_s)
+                listen = [m.wants_rx() for m in self.models]
+                t_end = now + self.lead_s
+                for i, m in enumerate(self.models):
+                    want = (t_end - tx_t) * rates[i] + tx_frac[i]
+                    k = int(want)
+                    tx_frac[i] = want - k
+                    if k <= 0:
                         continue
-                    if ln.fresh:
-                        ln.resampler = StreamResampler(ratio) if ratio != 1.0 else None
-                        ln.fresh = False
-                    y = ln.resampler(x) if ln.resampler is not None else x.copy()
-                    ln.rotator(y, out=y)
-                    hdr = wire.Header(wire.FLAG_TIMED, seq, int(round(ln.idx)), rates[j], 0.0, gain, y.size)
-                    seq += 1
-                    push.send_multipart([TX_ROUTE.pack(i, j), wire.encode_message(y, hdr)], copy=False)
-                    ln.idx += y.size if ln.resampler is not None else k
-            tx_t = t_end
-            # 2. each receiver's air up to now (or the previous tick's TX end)
-            asks = []
-            for j, m in enumerate(self.models):
-                want = (rx_limit - rx_t) * rates[j] + rx_frac[j]
-                k = int(want)
-                rx_frac[j] = want - k
-                if k <= 0:
-                    continue
-                dealer.send_multipart([RX_ROUTE.pack(j, 0 if listen[j] else FLAG_DISCARD), struct.pack("<Q", k)])
-                asks.append((j, k, listen[j]))
-                rx_idx[j] += k
-            rx_t = max(rx_t, rx_limit)
-            for j, k, heard in asks:
-                if not dealer.poll(5000):
-                    raise TimeoutError("the channel simulator did not answer within 5 s")
-                reply = dealer.recv(copy=False)
-                if heard:
-                    _, air = wire.decode_message(reply.buffer, "channel reply")
-                    self.models[j].deliver_rx(air, k)
-            for (s, d), ln in links.items():  # keep every link's timeline index on the receiver's clock
-                expect = rx_idx[d] + (tx_t - rx_t) * rates[d]
-                if abs(ln.idx - expect) > 0.25 * self.lead_s * rates[d]:
-                    ln.idx = expect
+                    x = m.produce_tx(k, build=any(listen))
+                    gain = m.tx_gain_db()
+                    for j in range(n):
+                        ln = links[(i, j)]
+                        ratio = rates[j] / rates[i]
+                        if x is None or not ln.audible or not listen[j]:
+                            ln.idx += k * ratio
+                            ln.fresh = True
+                            continue
+                        if ln.fresh:
+                            ln.resampler = StreamResampler(ratio) if ratio != 1.0 else None
+                            ln.fresh = False
+                        y = ln.resampler(x) if ln.resampler is not None else x.copy()
+                        ln.rotator(y, out=y)
+                        hdr = wire.Header(wire.FLAG_TIMED, seq, int(round(ln.idx)), rates[j], 0.0, gain, y.size)
+                        seq += 1
+                        push.send_multipart([TX_ROUTE.pack(i, j), wire.encode_message(y, hdr)], copy=False)
+                        ln.idx += y.size if ln.resampler is not None else k
+                tx_t = t_end
+                t_tx = time.perf_counter()
+                # 2. each receiver's air up to now (or the previous tick's TX end)
+                asks = []
+                for j, m in enumerate(self.models):
+                    want = (rx_limit - rx_t) * rates[j] + rx_frac[j]
+                    k = int(want)
+                    rx_frac[j] = want - k
+                    if k <= 0:
+                        continue
+                    dealer.send_multipart([RX_ROUTE.pack(j, 0 if listen[j] else FLAG_DISCARD), struct.pack("<Q", k)])
+                    asks.append((j, k, listen[j]))
+                    rx_idx[j] += k
+                rx_t = max(rx_t, rx_limit)
+                t_wait = 0.0
+                for j, k, heard in asks:
+                    w0 = time.perf_counter()
+                    if not dealer.poll(5000):
+                        raise TimeoutError("the channel simulator did not answer within 5 s")
+                    reply = dealer.recv(copy=False)
+                    t_wait += time.perf_counter() - w0
+                    if heard:
+                        _, air = wire.decode_message(reply.buffer, "channel reply")
+                        self.models[j].deliver_rx(air, k)
+                self.stats["tx_s"] += t_tx - busy0
+                self.stats["channel_wait_s"] += t_wait
+                for (s, d), ln in links.items():  # keep every link's timeline index on the receiver's clock
+                    expect = rx_idx[d] + (tx_t - rx_t) * rates[d]
+                    if abs(ln.idx - expect) > 0.25 * self.lead_s * rates[d]:
+                        ln.idx = expect
+                        ln.fresh = True
+                        self.stats["resyncs"] = self.stats.get("resyncs", 0) + 1
+                busy = time.perf_counter() - busy0
+                self.stats["busy_s"] += busy
+                self.stats["ticks"] += 1
+                self.stats["wall_s"] = time.monotonic() - t0
+            except (ValueError, ArithmeticError, IndexError) as exc:  # keep the radios alive; say it once
+                self.stats["errors"] = self.stats.get("errors", 0) + 1
+                if self.stats["errors"] == 1:
+                    log.exception("emulated radios: a clock tick failed (%s); links restarted", exc)
+                for ln in links.values():
                     ln.fresh = True
-                    self.stats["resyncs"] = self.stats.get("resyncs", 0) + 1
-            busy = time.perf_counter() - busy0
-            self.stats["busy_s"] += busy
-            self.stats["ticks"] += 1
-            self.stats["wall_s"] = time.monotonic() - t0
+                busy = 0.0
             self._stop.wait(max(0.0, self.tick_s - busy))
 
     def _retune(self, ln: _Link, rates: list[float]) -> None:
