@@ -106,6 +106,8 @@ class Device:
         self.rx_queued = 0
         self.rx_overflowing = False
         self.host_waiting = False  # a host thread is blocked in recv() for want of samples
+        self.host_seen = 0.0  # when the host last called recv()
+        self.rx_allowance = 0  # samples this device thread owes from running late (see _rx_step)
         self.commands: list[tuple[str, bool, float]] = []  # (mode, stream_now, time) of each stream command
         self.rx_resampler = None  # channel (true) clock -> device clock: the sampling-clock offset
         self.rx_rotator = None
@@ -225,7 +227,14 @@ class Device:
             if not self.rx_streaming or time.monotonic() < self.rx_mono_start:
                 return
             fs = self.rx_rate
-            due = int((time.monotonic() - self.rx_mono_start) * fs) - self.rx_pulled
+            now = time.monotonic()
+            due = int((now - self.rx_mono_start) * fs) - self.rx_pulled
+            # This thread itself ran late (a busy machine): the samples it owes would have reached a host
+            # that kept calling recv() one by one, so they may exceed the buffer while it catches up.
+            # A host that stopped calling recv for longer than the buffer lasts gets no such allowance.
+            buffer_s = self.args["recv_buffer_samples"] / fs
+            if now - self.host_seen < buffer_s:
+                self.rx_allowance = max(0, due - int(2 * TICK_S * fs))
         if due <= 0:
             return
         link = self._link("rx")
@@ -261,9 +270,10 @@ class Device:
                     return
 
     def _deliver(self, y: np.ndarray, t: float, end_of_burst: bool) -> None:
-        room = self.args["recv_buffer_samples"] - self.rx_queued
+        room = self.args["recv_buffer_samples"] - self.rx_queued + self.rx_allowance
         if self.host_waiting:  # the host drains packets as they come: this block would not pile up
             room = max(room, y.size)
+        self.rx_allowance = max(0, self.rx_allowance - y.size)
         if y.size > room:  # the host did not keep up: the device drops what does not fit
             if not self.rx_overflowing:
                 self.rx_queue.append(["overflow", t, None])
@@ -297,6 +307,7 @@ class Device:
         at an end of burst, a gap in time or an error (which the next call reports)."""
         deadline = time.monotonic() + max(0.0, float(timeout))
         with self.lock:
+            self.host_seen = time.monotonic()
             while not self.rx_queue:
                 if not self._wait(deadline):
                     md._set(RXMetadataErrorCode.timeout)
