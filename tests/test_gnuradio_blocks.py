@@ -167,3 +167,27 @@ def test_blocks_refuse_bad_parameters():
         semantic_rx(images=4, report_extra=[1, 2])
     with pytest.raises(ValueError, match="first-image/--images select"):
         semantic_rx(images=5, first_image=9_999)
+
+
+def test_tx_block_takes_zmq_reports_from_sdr_tosc_rx():
+    """feedback_bind: the reports `sdr-tosc rx --feedback` sends (the link's FeedbackSender) steer the encoder."""
+    import socket
+    import time
+
+    from sdr_tosc.link import FeedbackSender
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tx = semantic_tx(images=4, images_per_burst=4, feedback_bind=f"tcp://127.0.0.1:{port}")
+    try:
+        with FeedbackSender(f"tcp://127.0.0.1:{port}") as fb:
+            deadline = time.monotonic() + 10
+            while tx.reports_received == 0 and time.monotonic() < deadline:
+                fb.send(3, 22.0, 5.0)
+                time.sleep(0.05)
+                tx.link_tx.current_snr_db()  # drains the socket
+        assert tx.reports_received >= 1
+        assert tx.link_tx.current_snr_db() == pytest.approx(22.0)
+    finally:
+        tx.stop()
