@@ -15,6 +15,7 @@ TX metadata and async messages. The device behaves as UHD reports a USB USRP:
   the air; received samples are requested from its ``out`` socket as the device's sample clock produces
   them. Without ``in=``/``out=`` the virtual devices of one process share one channel simulator that the
   first of them starts (a cable with ``path_loss_db`` of attenuation and ``thermal_dbfs`` of noise).
+  A channel's timeline advances with what its one receiver reads: one receiving device per channel.
 * Clock: device time runs from ``set_time_now`` at ``1 + ppm 1e-6`` of real time. ``ppm`` is the
   crystal error: the TX and RX LOs are off by ``ppm 1e-6 fc`` (CFO) and the sample clock by ``ppm``
   (SCO), consistently. Two devices with ppm a and b show a CFO of ``(a - b) 1e-6 fc`` to each other.
