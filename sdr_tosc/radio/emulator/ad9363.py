@@ -7,7 +7,8 @@ Pluto, firmware v0.32, as shipped in libiio's test resources):
 * Sample rates 2.083-61.44 Msps without a FIR; below 2.083 Msps only with a FIR loaded and enabled whose
   decimation allows it (pyadi-iio loads one: ``filter_fir_config`` reads back ``FIR Rx: taps,dec Tx:
   taps,int`` as the driver prints it).
-* RX ``hardwaregain`` is writable only in ``manual`` gain mode (the part boots in ``slow_attack`` AGC);
+* RX ``hardwaregain`` is writable only in ``manual`` gain mode (the part boots in ``slow_attack`` AGC, which
+  steps the gain to keep peaks between -20 and -3 dBFS);
   its range depends on the band (gain tables: -1..73 dB below 1.3 GHz, -3..71 dB to 4 GHz, -10..62 above).
 * TX ``hardwaregain`` is the attenuation, -89.75..0 dB in 0.25 dB steps.
 * ``xo_correction`` (39.992-40.008 MHz) tells the driver the true reference frequency: set to the crystal's
@@ -38,7 +39,6 @@ import re
 import threading
 import time
 from collections import deque
-from typing import Any
 
 import numpy as np
 
@@ -478,6 +478,7 @@ class PlutoModel:
                 y = air * np.float32(self.rx_scale())
                 y = imp.iq_imbalance(y, self.iq_db, self.iq_deg)
             y += np.complex64(self.dc)
+            self._agc(y)
             codes = np.empty(2 * n, np.int16)
             np.clip(np.rint(y.view(np.float32) * RX_FULL_SCALE_CODES), -RX_FULL_SCALE_CODES,
                     RX_FULL_SCALE_CODES - 1, out=codes, casting="unsafe")
@@ -497,6 +498,22 @@ class PlutoModel:
                         self.rx_fill = np.empty_like(self.rx_fill)
                     self.rx_fill_n = 0
             self.cond.notify_all()
+
+    def _agc(self, y: np.ndarray) -> None:
+        """The AD9361's gain control when not in manual mode, simplified: the gain steps down by 3 dB
+        (fast_attack: 6) while peaks pass -3 dBFS and up by 1 dB while they stay under -20 dBFS."""
+        rx = self._phy("voltage0", False)
+        mode = rx["gain_control_mode"]
+        if mode == "manual" or y.size == 0:
+            return
+        peak = float(np.max(np.abs(y.view(np.float32))))
+        g = _num(rx["hardwaregain"])
+        lo, hi = rx_gain_range(_num(self._phy("altvoltage0", True)["frequency"]))
+        new = g - (6.0 if mode == "fast_attack" else 3.0) if peak > 0.7 else g + 1.0 if peak < 0.1 else g
+        new = min(hi, max(lo, new))
+        if new != g:
+            rx["hardwaregain"] = f"{new:.6f} dB"
+            self.changed = True
 
     def wants_rx(self) -> bool:
         return self.rx_open

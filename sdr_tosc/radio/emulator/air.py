@@ -133,7 +133,7 @@ class StreamResampler:
             return out
         starts, qs = self._runs(t0, m)
         windows = np.lib.stride_tricks.sliding_window_view(xp, self.taps)  # row j: xp[j : j + taps]
-        for n, (a, qa) in enumerate(zip(starts, qs)):
+        for n, (a, qa) in enumerate(zip(starts, qs, strict=True)):
             b = starts[n + 1] if n + 1 < len(starts) else m
             lo = a + qa // P - half + 1
             np.matmul(windows[lo:lo + b - a], self.fir[qa % P], out=out[a:b])
@@ -378,7 +378,7 @@ class EmulatedPlutos:
                 t_tx = time.perf_counter()
                 # 2. each receiver's air up to now (or the previous tick's TX end)
                 asks = []
-                for j, m in enumerate(self.models):
+                for j in range(n):
                     want = (rx_limit - rx_t) * rates[j] + rx_frac[j]
                     k = int(want)
                     rx_frac[j] = want - k
@@ -400,7 +400,7 @@ class EmulatedPlutos:
                         self.models[j].deliver_rx(air, k)
                 self.stats["tx_s"] += t_tx - busy0
                 self.stats["channel_wait_s"] += t_wait
-                for (s, d), ln in links.items():  # keep every link's timeline index on the receiver's clock
+                for (_s, d), ln in links.items():  # keep every link's timeline index on the receiver's clock
                     expect = rx_idx[d] + (tx_t - rx_t) * rates[d]
                     if abs(ln.idx - expect) > 0.25 * self.lead_s * rates[d]:
                         ln.idx = expect

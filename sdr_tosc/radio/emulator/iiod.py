@@ -91,7 +91,7 @@ def context_xml(devices: list[Dev], description: str, ctx_attrs: dict[str, str])
 class _Handler(socketserver.StreamRequestHandler):
     """One client connection (libiio opens one for the context and one per opened device)."""
 
-    server: _Server
+    server: IiodServer
 
     def handle(self) -> None:
         self.opened: set[str] = set()
