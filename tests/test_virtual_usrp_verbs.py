@@ -144,11 +144,13 @@ def test_calibrate_and_measure_with_a_virtual_usrp_pair(tmp_path):
     pair = ["--tx-radio", "usrp", "--tx-uri", "type=virtual,ppm=4,serial=CALTX,link=cal", "--rx-radio", "usrp",
             "--rx-uri", "type=virtual,ppm=-3,serial=CALRX,link=cal,recv_buffer_samples=131072", "--rx-gain-db", "40",
             "--center-freq-hz", str(FC)]
-    rc = main(["calibrate", *pair, "--sweep-tx-gain-db", "30:60:10", "--frames", "5", "--out", str(out),
+    rc = main(["calibrate", *pair, "--sweep-tx-gain-db", "30,40,50,60,89.8", "--frames", "5", "--out", str(out),
                "--json", str(js)])
     assert rc == 0
     res = json.loads(js.read_text())
     assert res["fit"]["slope_db_per_db"] == pytest.approx(1.0, abs=0.1)  # TX gain moves the SNR dB for dB
+    assert res["fit"]["tx_gain_range_db"] == [30.0, 60.0]
+    assert "clipped" in res["points"][-1]["flags"]  # full TX gain into 40 dB RX gain: the 12-bit ADC clips
     assert res["cfo"]["hz"] == pytest.approx(7e-6 * FC, abs=50)
     assert res["cfo"]["ppm"] == pytest.approx(7.0, abs=0.05)
     assert (out / "usrp-CALTX.json").exists()
