@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,12 +95,29 @@ def test_semantic_loopback_matches_the_demo_at_10_db_and_2_khz(compiled, tmp_pat
     assert abs(gr_run["cfo_hz_mean"] - 2000.0) <= 50.0
 
 
+def qt_offscreen() -> bool:
+    try:
+        import PyQt5  # noqa: F401
+        from gnuradio import qtgui  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def test_tx_through_channel_model_grc_to_rx(compiled, tmp_path):
     """`sdr-tosc tx --gnuradio` -> channel_model.grc (noise 12 dB, 3 kHz) -> `sdr-tosc rx --gnuradio`.
 
-    The transmitter starts first and ends before the receiver connects: what it queued still arrives."""
+    The transmitter starts first and ends before the receiver connects: what it queued still arrives. The Qt
+    monitor (offscreen) decodes the same stream from the channel's PUB tap."""
     p_in, p_out, p_tap, p_fb = free_port(), free_port(), free_port(), free_port()
     tx_ep, rx_ep = f"tcp://127.0.0.1:{p_in}", f"tcp://127.0.0.1:{p_out}"
+    mon = None
+    if qt_offscreen():
+        mon = subprocess.Popen([sys.executable, str(compiled / "semantic_monitor.py"), "--tap-address",
+                                f"tcp://127.0.0.1:{p_tap}", "--images", "64"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+        time.sleep(6)  # subscribed before the receiver lets samples flow
     tx = subprocess.Popen(sdr_tosc("tx", "--radio", "zmq", "--gnuradio", "--uri", tx_ep, "--images", "64",
                                    "--feedback-bind", f"tcp://127.0.0.1:{p_fb}"),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -117,6 +135,10 @@ def test_tx_through_channel_model_grc_to_rx(compiled, tmp_path):
                             capture_output=True, text=True, timeout=120)
         assert rx.returncode == 0, rx.stderr[-3000:]
     finally:
+        mon_out = ""
+        if mon is not None:
+            mon.terminate()  # the monitor prints its summary when closed
+            mon_out = mon.communicate(timeout=30)[0]
         ch.terminate()
         ch.wait(20)
         if tx.poll() is None:
@@ -127,6 +149,9 @@ def test_tx_through_channel_model_grc_to_rx(compiled, tmp_path):
     assert abs(s["snr_db_mean"] - 12.0) <= 1.0
     assert abs(s["cfo_hz_mean"] - 3000.0) <= 50.0
     assert s["accuracy"] >= 0.85
+    if mon is not None:
+        m = last_json_line(mon_out)
+        assert m["received"] >= 64 * 0.99 and abs(m["snr_db_mean"] - s["snr_db_mean"]) < 0.01
 
 
 def test_gnuradio_flag_needs_the_zmq_radio():
