@@ -29,7 +29,6 @@ import collections
 import json
 import logging
 import math
-import sys
 import time
 from typing import Any
 
