@@ -98,6 +98,14 @@ def test_late_burst_and_underflow_come_back_as_async_messages():
         assert r.counters.underflows == 1
 
 
+def test_lost_tx_packets_are_sequence_errors():
+    with open_radio("usrp", args="type=virtual,link=seq,tx_packet_loss=0.5,seed=3", sample_rate_hz=1e6) as r:
+        r.tx(tone(20 * 2040))
+        r.wait_tx_done()
+        lost = r._usrp.virtual_stats()["tx_seq_errors"]
+        assert 3 <= lost <= 17 and r.counters.dropped_samples == lost  # one per lost packet, as UHD reports
+
+
 def test_virtual_device_follows_uhd_stream_command_semantics():
     """The uhd.types/uhd.usrp subset as UHD documents it: num_done, late commands, error codes, strings."""
     u = vu.usrp.MultiUSRP("type=virtual,link=semantics")

@@ -28,6 +28,8 @@ TX metadata and async messages. The device behaves as UHD reports a USB USRP:
   a burst whose ``time_spec`` has passed is dropped and reported as ``EVENT_CODE_TIME_ERROR``; a
   continuation that arrives after the previous chunk ran out is an ``EVENT_CODE_UNDERFLOW``; every
   ``end_of_burst`` is acknowledged with ``EVENT_CODE_BURST_ACK`` (all through ``recv_async_msg``).
+  ``tx_packet_loss=P`` loses each host-to-device packet with probability P (a gap in the burst and an
+  ``EVENT_CODE_SEQ_ERROR``, as a congested Ethernet link to an N210 does).
 * Gain law: the TX sends ``x 10^((tx_gain_db - 89.8) / 20)`` (full scale at maximum gain); the channel
   applies its path loss and thermal noise; the RX multiplies by ``10^(rx_gain_db / 20)``, adds its own
   noise at ``noise_floor_dbfs`` and quantises to a 12-bit ADC that clips at full scale. Raising the TX
@@ -37,7 +39,7 @@ TX metadata and async messages. The device behaves as UHD reports a USB USRP:
 Device args (comma-separated ``key=value``): ``type=virtual`` (required), ``serial``, ``in``, ``out``,
 ``link`` (name of the shared channel, default ``default``), ``ppm``, ``noise_floor_dbfs`` (-75),
 ``thermal_dbfs`` (-110) and ``path_loss_db`` (30) for a channel it starts, ``recv_buffer_samples``
-(32768), ``tx_buffer_samples`` (32768), ``seed``.
+(32768), ``tx_buffer_samples`` (32768), ``tx_packet_loss`` (0), ``seed``.
 """
 
 from __future__ import annotations

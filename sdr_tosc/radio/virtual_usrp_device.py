@@ -119,7 +119,7 @@ class Device:
         self.tx_rotator = None
         self.events: collections.deque = collections.deque()  # (mono_due, code, time_s)
         self.stats = {"rx_overflows": 0, "rx_dropped_samples": 0, "tx_underflows": 0, "tx_late": 0,
-                      "rx_late_commands": 0}
+                      "tx_seq_errors": 0, "rx_late_commands": 0}
         # transport
         self._tx_link = None
         self._rx_link = None
@@ -387,7 +387,17 @@ class Device:
             accept = min(n, accept)
             if accept:
                 eob = bool(md.end_of_burst) and accept == n
-                self.tx_queue.append([due, x[:accept], sob, eob])
+                chunk = x[:accept]
+                loss = self.args["tx_packet_loss"]
+                if loss > 0:  # packets lost between host and device: a gap of zeros, EVENT_CODE_SEQ_ERROR
+                    lost = np.flatnonzero(self.rng.random(-(-accept // MAX_NUM_SAMPS)) < loss)
+                    if lost.size:
+                        chunk = chunk.copy()
+                        for k in lost.tolist():
+                            chunk[k * MAX_NUM_SAMPS:(k + 1) * MAX_NUM_SAMPS] = 0
+                            self.events.append((now_mono, TXMetadataEventCode.seq_error, self.now()))
+                        self.stats["tx_seq_errors"] += int(lost.size)
+                self.tx_queue.append([due, chunk, sob, eob])
                 self.tx_air_end_mono = due + accept / fs
                 self.tx_in_burst = not eob
                 self.lock.notify_all()

@@ -162,6 +162,7 @@ DEVICE_ARGS: dict[str, tuple[type, Any]] = {
     "recv_buffer_samples": (int, 32768),
     "tx_buffer_samples": (int, 32768),
     "seed": (int, 1),
+    "tx_packet_loss": (float, 0.0),
 }
 
 
@@ -185,6 +186,8 @@ def parse_device_args(text: str) -> dict[str, Any]:
         raise ValueError(f"virtual USRP needs type=virtual, got type={out['type']!r}")
     if not abs(out["ppm"]) <= 200:
         raise ValueError(f"virtual USRP ppm={out['ppm']:g} is outside +-200 (crystals are within +-25 ppm)")
+    if not 0.0 <= out["tx_packet_loss"] <= 1.0:
+        raise ValueError(f"virtual USRP tx_packet_loss={out['tx_packet_loss']:g} must be a probability in [0, 1]")
     for key in ("recv_buffer_samples", "tx_buffer_samples"):
         if not 256 <= out[key] <= 1 << 26:
             raise ValueError(f"virtual USRP {key}={out[key]} must be in 256..{1 << 26}")
