@@ -24,9 +24,10 @@ rises at low RX gain. The RX front end amplifies by the RX gain (full scale at `
 at the input), adds IQ imbalance and DC offset (small with the driver's tracking loops on, as at boot),
 and the 12-bit ADC rounds and clips to +-2**11 codes.
 
-DMA (paced by :class:`~sdr_tosc.radio.emulator.air.Air`, the sample clock): RX fills blocks of the
+DMA (paced by :class:`~sdr_tosc.radio.emulator.air.EmulatedPlutos`' sample clock): RX fills blocks of the
 buffer size; with ``BUFFERS_COUNT`` blocks waiting the next block is dropped and the overflow bit set
-(0x80000088 bit 2 of the ADC core, write 1 to clear). TX plays queued buffers back to back; ``WRITEBUF``
+(0x80000088 bit 2 of the ADC core, write 1 to clear) -- when the oldest waiting block has been readable for
+the queue's whole duration (a block the emulator itself delivered late does not count against the client). TX plays queued buffers back to back; ``WRITEBUF``
 blocks while ``BUFFERS_COUNT`` buffers wait; a buffer queued after the previous one ran out sets the DAC
 core's underflow bit (0x80000088 bit 0); closing the TX buffer stops what is still queued.
 """
@@ -152,7 +153,7 @@ class PlutoModel:
         self.rx_block = 0
         self.rx_fill: np.ndarray | None = None
         self.rx_fill_n = 0
-        self.rx_ready: deque[np.ndarray] = deque()
+        self.rx_ready: deque[tuple[float, np.ndarray]] = deque()  # (when it became readable, block)
         self.rx_mask = 0x3
         # TX DMA: queue of [start index, samples] on this radio's DAC sample counter
         self.tx_open = False
@@ -405,7 +406,7 @@ class PlutoModel:
                 if left <= 0 or not self.rx_open:
                     raise OSError(errno.ETIMEDOUT, "no RX data")
                 self.cond.wait(left)
-            block = self.rx_ready.popleft()
+            _, block = self.rx_ready.popleft()
             self.counts["rx_blocks"] += 1
             return self.rx_mask, block.tobytes()
 
@@ -489,12 +490,16 @@ class PlutoModel:
                 self.rx_fill_n += take
                 k += take
                 if self.rx_fill_n == self.rx_fill.size:
-                    if len(self.rx_ready) >= self.kernel_buffers[ADC]:
+                    now = time.monotonic()
+                    # full queue: the client had the oldest block for the queue's whole duration and did
+                    # not read it -> overflow; if the emulator itself delivered late, the queue stretches
+                    span = self.kernel_buffers[ADC] * self.rx_block / max(self.sample_rate_hz, 1.0)
+                    if len(self.rx_ready) >= self.kernel_buffers[ADC] and now - self.rx_ready[0][0] > span:
                         self.registers[ADC][STATUS_REG] |= ADC_OVERFLOW_BIT  # nobody read in time: lost
                         self.counts["overflows"] += 1
                         self.counts["dropped_blocks"] += 1
                     else:
-                        self.rx_ready.append(self.rx_fill)
+                        self.rx_ready.append((now, self.rx_fill))
                         self.rx_fill = np.empty_like(self.rx_fill)
                     self.rx_fill_n = 0
             self.cond.notify_all()
