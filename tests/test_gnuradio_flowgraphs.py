@@ -160,3 +160,13 @@ def test_gnuradio_flag_needs_the_zmq_radio():
     assert res.returncode != 0
     assert "--gnuradio needs --radio zmq" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_bad_flowgraph_settings_end_with_one_line(compiled):
+    for args, words in ((["--taps", "1,abc"], "taps '1,abc'"), (["--snr-db", "500"], "snr_db"),
+                        (["--images", "100000"], "test set has 10000 images")):
+        res = subprocess.run([sys.executable, str(compiled / "semantic_loopback.py"), *args], capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode != 0
+        assert "semantic_loopback: error:" in res.stderr and words in res.stderr, res.stderr[-2000:]
+        assert "Traceback" not in res.stderr
