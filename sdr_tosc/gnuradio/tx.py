@@ -13,7 +13,7 @@ stream:
 
 Message input ``snr``: SNR reports (a number, or a dict/PDU meta with ``snr_db``; what ``semantic_rx``
 sends on its ``snr`` port). With ``feedback_bind`` set the block also listens there for ``sdr-tosc rx``'s
-ZMQ reports (``--feedback``). The stream ends after ``repeat`` rounds of ``images`` images (``repeat`` 0:
+ZMQ reports (``--feedback``); the source with a fresh report steers (the port when both are fresh). The stream ends after ``repeat`` rounds of ``images`` images (``repeat`` 0:
 until the flowgraph is stopped), followed by ``tail_samples`` zeros.
 """
 
@@ -41,6 +41,26 @@ class _BurstQueue:
 
     def tx(self, iq: np.ndarray) -> None:
         self.bursts.append(np.asarray(iq, np.complex64))
+
+
+class _EitherFeedback:
+    """Reports from the ``snr`` port and from ZMQ: the fresh source steers (the port when both are fresh)."""
+
+    def __init__(self, port: MessageFeedback, zmq: Any) -> None:
+        self.port, self.zmq = port, zmq
+
+    @property
+    def received(self) -> int:
+        return self.port.received + self.zmq.received
+
+    @property
+    def fresh(self) -> bool:
+        return self.port.fresh or self.zmq.fresh
+
+    def snr_db(self) -> float:
+        if self.port.fresh or not self.zmq.fresh:
+            return self.port.snr_db()  # the initial guess when neither is fresh
+        return self.zmq.snr_db()
 
 
 class semantic_tx(gr.sync_block):  # noqa: N801 (GNU Radio block naming)
@@ -75,7 +95,7 @@ class semantic_tx(gr.sync_block):  # noqa: N801 (GNU Radio block naming)
         if feedback_bind:
             self.zmq_feedback = FeedbackReceiver(feedback_bind, bind=True, initial_snr_db=self.link.initial_snr_db,
                                                  alpha=self.link.feedback_alpha, stale_s=p["stale_s"])
-        fb = self.zmq_feedback or self.port_feedback
+        fb = _EitherFeedback(self.port_feedback, self.zmq_feedback) if self.zmq_feedback else self.port_feedback
         self._radio = _BurstQueue(p["sample_rate_hz"])
         self.link_tx = SemanticTransmitter(self.student, self.modem, self._radio, self.link, fb if adaptive else None)
         self._queue: collections.deque[tuple[np.ndarray, dict[str, Any] | None]] = collections.deque()
@@ -99,7 +119,8 @@ class semantic_tx(gr.sync_block):  # noqa: N801 (GNU Radio block naming)
 
     @property
     def reports_received(self) -> int:
-        return (self.zmq_feedback or self.port_feedback).received
+        """SNR reports taken so far (messages and ZMQ)."""
+        return self.port_feedback.received + (self.zmq_feedback.received if self.zmq_feedback else 0)
 
     @property
     def burst_power_mean(self) -> float:
@@ -167,7 +188,7 @@ class semantic_tx(gr.sync_block):  # noqa: N801 (GNU Radio block naming)
 
     def stop(self) -> bool:
         if self.zmq_feedback is not None:  # free the port; reports from now on come only as messages
-            if self.link_tx.feedback is self.zmq_feedback:
+            if isinstance(self.link_tx.feedback, _EitherFeedback):
                 self.link_tx.feedback = self.port_feedback
             self.zmq_feedback.close()
             self.zmq_feedback = None
