@@ -133,10 +133,14 @@ def bench_channel_core(fs: float, chunk: int, multipath: str, seconds: float = 2
     return {"msps": n / dt / 1e6, "cpu_ns_per_sample": cpu / n * 1e9}
 
 
+KERNEL_BUFFERS = 8
+
+
 def bench_pluto_emulator(seconds: float, sample_rate_hz: float) -> dict | None:
     """Do two emulated Plutos keep real time? ``sdr-tosc emulate pluto --count 2 --ppm -18,11`` in its own
     process; here radio 0 transmits a continuous (cyclic) tone and radio 1 is read through pyadi-iio/libiio
-    with the backend's default buffers (4 x 32768) for ``seconds``. Real time: every sample of the
+    (buffers of 32768 samples, ``KERNEL_BUFFERS`` of them: 65 ms at 4 Msps, so a reader descheduled by
+    other jobs on a shared 2-core host does not overflow on its own account) for ``seconds``. Real time: every sample of the
     receiver's clock delivered (rate within 0.5 % of the sample rate) and no overflow. Reports the
     emulator process's CPU load and its clock thread's worst lag behind wall time."""
     try:
@@ -159,7 +163,8 @@ def bench_pluto_emulator(seconds: float, sample_rate_hz: float) -> dict | None:
             time.sleep(0.05)
         uris = json.load(open(info))["uris"]
         with open_radio("pluto", uri=uris[0], sample_rate_hz=sample_rate_hz, tx_gain_db=-20.0, tx_cyclic=True) as tx, \
-                open_radio("pluto", uri=uris[1], sample_rate_hz=sample_rate_hz, rx_gain_db=40.0) as rx:
+                open_radio("pluto", uri=uris[1], sample_rate_hz=sample_rate_hz, rx_gain_db=40.0,
+                           kernel_buffers=KERNEL_BUFFERS) as rx:
             tx.tx((0.5 * np.exp(2j * np.pi * np.arange(1 << 14) / 16)).astype(np.complex64))
             rx.rx(1 << 18)  # warm-up
             before = rx.counters
@@ -184,7 +189,7 @@ def bench_pluto_emulator(seconds: float, sample_rate_hz: float) -> dict | None:
     rate = n / dt
     done = rate / sample_rate_hz  # > 1 when a backlog in the kernel queue was read during the window
     cpu = {"emulator": (c1 - c0) / dt, "channel": (k1 - k0) / dt, "client": (s1 - s0) / dt}
-    return {"sample_rate_hz": sample_rate_hz, "delivered_sps": rate, "delivered_over_nominal": done,
+    return {"sample_rate_hz": sample_rate_hz, "kernel_buffers": KERNEL_BUFFERS, "delivered_sps": rate, "delivered_over_nominal": done,
             "overflows": overflows, "seconds": dt,
             "cpu_fraction": cpu,
             # CPU (in cores) that one second of air at this rate costs, whatever the machine's load
