@@ -137,7 +137,7 @@ class ChannelServer:
     def stop(self, *_: Any) -> None:
         self._running = False
 
-    def serve(self, ready_stream: TextIO | None = sys.stdout, max_seconds: float | None = None) -> dict[str, Any]:
+    def serve(self, ready_stream: TextIO | None | str = "stdout", max_seconds: float | None = None) -> dict[str, Any]:
         """Run until :meth:`stop`, a ``shutdown`` control command or ``max_seconds``; returns final stats."""
         zmq = self._zmq
         poller = zmq.Poller()
@@ -147,6 +147,8 @@ class ChannelServer:
         if self.sock_ctl is not None:
             poller.register(self.sock_ctl, zmq.POLLIN)
         self._running = True
+        if ready_stream == "stdout":  # looked up now: sys.stdout may have been replaced since import
+            ready_stream = sys.stdout
         if ready_stream is not None:
             ready_stream.write(json.dumps({"ready": True, **self.endpoints, "pid": os.getpid(),
                                            "sample_rate_hz": self.core.config.sample_rate_hz}) + "\n")
