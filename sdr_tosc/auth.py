@@ -86,6 +86,7 @@ def secure_server(sock: Any, endpoint: str, secret: str | None = None, what: str
     ctx = sock.context
     with _auth_lock:
         if id(ctx) not in _authenticators:
+            _stop_all_at_exit()
             auth = ThreadAuthenticator(ctx)
             auth.start()
             auth.configure_curve_callback("*", _AllowOne(keys["client_public"]))
@@ -106,6 +107,32 @@ def secure_client(sock: Any, secret: str | None = None) -> bool:
     sock.curve_publickey = keys["client_public"]
     sock.curve_secretkey = keys["client_secret"]
     return True
+
+
+_exit_hook = False
+
+
+def _stop_all_at_exit() -> None:
+    """Stop every ZAP thread when the interpreter shuts down, *before* it joins non-daemon threads (the
+    authenticator's thread is one: left running, a process that never closed its secured socket would hang
+    at exit). ``threading._register_atexit`` is the hook concurrent.futures uses for the same reason."""
+    global _exit_hook
+    if _exit_hook:
+        return
+    _exit_hook = True
+    import threading  # noqa: PLC0415
+
+    def stop_all() -> None:
+        with _auth_lock:
+            auths = list(_authenticators.values())
+            _authenticators.clear()
+        for a in auths:
+            try:
+                a.stop()
+            except Exception:  # noqa: BLE001 - shutting down: nothing left to report to
+                pass
+
+    getattr(threading, "_register_atexit", __import__("atexit").register)(stop_all)
 
 
 def release(ctx: Any) -> None:
