@@ -125,7 +125,7 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser | None 
                 raise ValueError(f"{flag} {value:g}: must be > 0")
             if dest in NONNEG_FLOATS and value < 0:
                 raise ValueError(f"{flag} {value:g}: must be >= 0")
-        elif dest in BIND_ENDPOINTS or dest in CONNECT_ENDPOINTS:
+        elif (dest in BIND_ENDPOINTS or dest in CONNECT_ENDPOINTS) and not (dest == "control_endpoint" and not value):
             from ..radio.zmq import normalize_endpoint  # noqa: PLC0415
 
             normalize_endpoint(value, for_bind=dest in BIND_ENDPOINTS, what=flag)
