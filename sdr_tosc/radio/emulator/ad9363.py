@@ -79,6 +79,16 @@ def _num(text: str) -> float:
     return float(m.group(1))
 
 
+#: Attributes the driver exposes as one file per channel type (in_voltage_rf_bandwidth ...), as in the
+#: captured context of a real Pluto; clients such as gr-iio address them by that file name.
+SHARED_RX = frozenset({"bb_dc_offset_tracking_en", "filter_fir_en", "gain_control_mode_available",
+                       "quadrature_tracking_en", "rf_bandwidth", "rf_bandwidth_available", "rf_dc_offset_tracking_en",
+                       "rf_port_select_available", "sampling_frequency", "sampling_frequency_available"})
+SHARED_TX = frozenset({"filter_fir_en", "rf_bandwidth", "rf_bandwidth_available", "rf_port_select_available",
+                       "sampling_frequency", "sampling_frequency_available"})
+SHARED_CONV = frozenset({"sampling_frequency", "sampling_frequency_available", "samples_pps"})
+
+
 def pluto_devices(fs: int, rx_lo: int, tx_lo: int) -> list[Dev]:
     """The devices, channels and attribute values of an ADALM-Pluto (rev C, AD9363, firmware v0.3x)."""
     rates = {"sampling_frequency": str(fs), "sampling_frequency_available": f"[{MIN_RATE_NO_FIR} 1 61440000]"}
@@ -98,9 +108,9 @@ def pluto_devices(fs: int, rx_lo: int, tx_lo: int) -> list[Dev]:
                 "powerdown": "0"}
 
     phy = Dev(PHY, "ad9361-phy", [
-        Chan("altvoltage1", True, lo(tx_lo), "TX_LO"), Chan("voltage0", False, rx0),
+        Chan("altvoltage1", True, lo(tx_lo), "TX_LO"), Chan("voltage0", False, rx0, shared=SHARED_RX),
         Chan("altvoltage0", True, lo(rx_lo), "RX_LO"), Chan("temp0", False, {"input": "36842"}),
-        Chan("voltage0", True, tx0), Chan("out", False, {"voltage_filter_fir_en": "0"}),
+        Chan("voltage0", True, tx0, shared=SHARED_TX), Chan("out", False, {"voltage_filter_fir_en": "0"}),
     ], attrs={"calib_mode": "auto", "calib_mode_available": "auto manual manual_tx_quad tx_quad rf_dc",
               "ensm_mode": "fdd", "ensm_mode_available": "sleep wait alert fdd pinctrl pinctrl_fdd",
               "filter_fir_config": "FIR Rx: 0,0 Tx: 0,0", "rx_path_rates": "", "tx_path_rates": "",
@@ -114,14 +124,17 @@ def pluto_devices(fs: int, rx_lo: int, tx_lo: int) -> list[Dev]:
             "sampling_frequency_available": f"{fs} {fs // 8} "}
     buf_attrs = {"data_available": "0", "length_align_bytes": "8", "watermark": "2048"}
     dac = Dev(DAC, "cf-ad9361-dds-core-lpc", [
-        Chan("voltage0", True, dict(conv), scan=(0, "le:S16/16>>0")),
-        Chan("voltage1", True, dict(conv), scan=(1, "le:S16/16>>0")),
-        Chan("altvoltage3", True, dict(dds), "TX1_Q_F2"), Chan("altvoltage1", True, dict(dds), "TX1_I_F2"),
-        Chan("altvoltage0", True, dict(dds), "TX1_I_F1"), Chan("altvoltage2", True, dict(dds), "TX1_Q_F1"),
+        Chan("voltage0", True, dict(conv), scan=(0, "le:S16/16>>0"), shared=SHARED_CONV),
+        Chan("voltage1", True, dict(conv), scan=(1, "le:S16/16>>0"), shared=SHARED_CONV),
+        *(Chan(cid, True, dict(dds), name, shared=SHARED_CONV) for cid, name in (
+            ("altvoltage3", "TX1_Q_F2"), ("altvoltage1", "TX1_I_F2"), ("altvoltage0", "TX1_I_F1"),
+            ("altvoltage2", "TX1_Q_F1"))),
     ], debug={"direct_reg_access": "0x0"}, buffer_attrs=dict(buf_attrs))
     adc = Dev(ADC, "cf-ad9361-lpc", [
-        Chan("voltage0", False, {**conv, "calibbias": "0"}, scan=(0, "le:S12/16>>0")),
-        Chan("voltage1", False, {**conv, "calibbias": "0"}, scan=(1, "le:S12/16>>0")),
+        Chan("voltage0", False, {**conv, "calibbias": "0", "samples_pps": "0"}, scan=(0, "le:S12/16>>0"),
+             shared=SHARED_CONV),
+        Chan("voltage1", False, {**conv, "calibbias": "0", "samples_pps": "0"}, scan=(1, "le:S12/16>>0"),
+             shared=SHARED_CONV),
     ], debug={"direct_reg_access": "0x0"}, buffer_attrs=dict(buf_attrs))
     return [phy, xadc, dac, adc]
 

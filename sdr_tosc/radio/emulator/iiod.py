@@ -43,6 +43,11 @@ class Chan:
     attrs: dict[str, str]
     name: str | None = None
     scan: tuple[int, str] | None = None  # (index, format)
+    shared: frozenset[str] = frozenset()  # attributes in a file shared by all channels of the type
+
+
+def _base(cid: str) -> str:
+    return cid.rstrip("0123456789")
 
 
 @dataclass
@@ -77,6 +82,8 @@ def context_xml(devices: list[Dev], description: str, ctx_attrs: dict[str, str])
             prefix = "out" if c.output else "in"
             for a in c.attrs:
                 label = f"{c.id}_{c.name}" if c.name else c.id  # e.g. out_altvoltage1_TX_LO_frequency
+                if a in c.shared:
+                    label = _base(c.id)  # e.g. in_voltage_rf_bandwidth, as the kernel names shared files
                 fn = f"{prefix}_{label}_{a}" if c.id != "out" else f"in_out_{a}"
                 parts.append(f"<attribute name={quoteattr(a)} filename={quoteattr(fn)} />")
             parts.append("</channel>")
