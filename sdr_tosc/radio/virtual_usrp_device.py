@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from .emulator.air import StreamResampler
 from .virtual_usrp_types import (
     RXMetadata,
     RXMetadataErrorCode,
@@ -217,6 +216,8 @@ class Device:
             self.rx_t0 = t0
             self.rx_mono_start = self.mono_at(t0)
             self.rx_pulled = self.rx_produced = 0
+            from .emulator.air import StreamResampler  # the emulated Plutos' continuous resampler
+
             self.rx_resampler = StreamResampler(1.0 + self.ppm * 1e-6) if self.ppm else None
             from ..channel.impairments import PhaseRotator
 
