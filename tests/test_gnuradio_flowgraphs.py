@@ -70,6 +70,30 @@ def test_every_flowgraph_compiles(compiled):
         assert flag in helps["usrp_tx"]
 
 
+def test_flowgraphs_set_only_parameters_their_blocks_have():
+    """grcc ignores a parameter a block does not define (a typo would silently keep the default)."""
+    import yaml
+    from gnuradio import gr
+
+    system = Path(gr.prefix()) / "share" / "gnuradio" / "grc" / "blocks"
+    if not system.is_dir():
+        pytest.skip(f"GNU Radio's block files are not at {system}")
+    dirs = [system, GRC_DIR]
+    defined = {}
+    for d in dirs:
+        for f in d.glob("*.block.yml"):
+            doc = yaml.safe_load(f.read_text())
+            defined[doc["id"]] = {p["id"] for p in doc.get("parameters", [])}
+    common = {"alias", "comment", "affinity", "maxoutbuf", "minoutbuf"}
+    for grc in FLOWGRAPHS:
+        for block in yaml.safe_load(grc.read_text())["blocks"]:
+            if block["id"] in ("parameter", "variable", "import"):
+                continue
+            assert block["id"] in defined, (grc.name, block["id"])
+            unknown = set(block["parameters"]) - defined[block["id"]] - common
+            assert not unknown, (grc.name, block["name"], sorted(unknown))
+
+
 def last_json_line(text: str) -> dict:
     lines = [ln for ln in text.splitlines() if ln.startswith("{")]
     assert lines, text[-2000:]
