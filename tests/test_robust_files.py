@@ -146,3 +146,16 @@ def test_channel_config_file_keeps_the_verbs_own_settings(tmp_path):
     args.cfo_hz = 100.0
     s = channel_settings(args)
     assert (s["snr_db"], s["cfo_hz"]) == (3.0, 100.0)  # file < flags
+
+
+def test_cache_manifest_shard_without_sha256_names_the_manifest(tmp_path):
+    from sdr_tosc.semantic.cache import MANIFEST, TeacherCache
+
+    src = default_student_path().parent / "cache" / "fashion-mnist-effnetlite0"
+    for f in src.glob("*.safetensors"):
+        (tmp_path / f.name).symlink_to(f)
+    m = json.loads((src / MANIFEST).read_text())
+    del m["shards"][0]["sha256"]
+    (tmp_path / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(ValueError, match=f"{MANIFEST}.*damaged|{MANIFEST}.*sha256"):
+        TeacherCache.open(tmp_path, verify=True)
