@@ -192,10 +192,15 @@ def _free_port() -> int:
 
 def test_emulate_in_process_stops_on_duration(tmp_path):
     js = tmp_path / "e.json"
-    t = threading.Thread(target=lambda: main(["emulate", "pluto", "--count", "1", "--duration-s", "1.5",
-                                              "--base-port", str(_free_port()), "--json", str(js)]))
+    t = threading.Thread(target=lambda: main(["emulate", "pluto", "--count", "1", "--duration-s", "1.5", "--snr-db",
+                                              "30", "--base-port", str(_free_port()), "--json", str(js)]))
     t.start()
     t.join(30)
     assert not t.is_alive()
     doc = json.loads(js.read_text())
     assert len(doc["uris"]) == 1 and doc["uris"][0].startswith("ip:127.0.0.1:")
+    # --snr-db 30: the path loss at which full scale sent at 0 dB attenuation arrives 30 dB over thermal noise
+    from sdr_tosc.radio.emulator import link_snr_db
+
+    assert doc["path_loss_db"] == pytest.approx(87.5, abs=0.01)
+    assert link_snr_db(0.0, 0.0, doc["path_loss_db"], 71.0, 1e6) == pytest.approx(30.0, abs=0.2)
