@@ -136,6 +136,7 @@ def test_rx_block_messages_and_summary(capsys):
     assert summary["accuracy"] == pytest.approx(sum(r["correct"] for r in recs) / 24)
     r0 = recs[0]
     assert r0["class"] in rx.board.classes and r0["label"] == int(rx.board.labels[r0["seq"]])
+    assert r0["image"] == r0["seq"]  # first_image 0
     assert abs(r0["cfo_hz"] - 1500) < 50
     reports = [pmt.to_python(snr.get_message(i)) for i in range(snr.num_messages())]
     assert [r["seq"] for r in reports] == [0, 8, 16]

@@ -128,9 +128,10 @@ class Scoreboard:
     Sequence numbers are image positions in the run (as ``sdr-tosc tx`` numbers them), so ``labels[seq]``.
     """
 
-    def __init__(self, labels: np.ndarray, classes: tuple[str, ...] = ()) -> None:
+    def __init__(self, labels: np.ndarray, classes: tuple[str, ...] = (), first_image: int = 0) -> None:
         self.labels = np.asarray(labels)
         self.classes = tuple(classes)
+        self.first_image = int(first_image)
         self.results: dict[int, dict[str, Any]] = {}
         self.duplicates = 0
         self.other_run = 0
@@ -161,6 +162,7 @@ class Scoreboard:
             "snr_tx_db": float(r.snr_tx_db) if r.snr_tx_db is not None else float("nan"),
         }
         if self.expected:
+            rec["image"] = self.first_image + seq  # index in the data set's test split
             rec["label"] = int(self.labels[seq])
             rec["correct"] = rec["label"] == pred
         self.results[seq] = rec

@@ -10,7 +10,8 @@ whose ``tail_samples`` exceed ``chunk_samples`` has every burst decoded while th
 Message outputs:
 
 * ``frames``: one dict per new image: ``seq, pred, class, snr_db, snr_dec_db, cfo_hz, n_symbols, items,
-  start, snr_tx_db`` (+ ``label``, ``correct`` when the block knows the images: ``images`` > 0);
+  start, snr_tx_db`` (+ ``image`` (index in the data set), ``label``, ``correct`` when the block knows the
+  images: ``images`` > 0);
 * ``snr``: one SNR report per burst ``{seq, snr_db, cfo_hz}``, for ``semantic_tx``'s ``snr`` input;
   with ``feedback`` set the reports also go to that ZMQ endpoint (``sdr-tosc tx --feedback-bind``);
 * ``symbols``: a PDU per burst (meta ``{seq, items, snr_db}``, the equalised payload symbols) for a
@@ -101,7 +102,7 @@ class semantic_rx(gr.sync_block):  # noqa: N801 (GNU Radio block naming)
         labels, classes = np.zeros(0, np.int64), ()
         if p["images"]:
             _, labels, classes = load_images(dataset, p["first_image"], p["images"])
-        self.board = Scoreboard(labels, classes)
+        self.board = Scoreboard(labels, classes, p["first_image"])
         try:
             self.link = LinkConfig(images_per_burst=images_per_burst, rx_chunk_samples=p["chunk_samples"])
         except (TypeError, ValueError) as exc:
