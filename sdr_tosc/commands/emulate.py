@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 HELP = "serve emulated radios (ADALM-Pluto over libiio's iiod protocol) linked through one channel simulator"
@@ -89,11 +90,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"pluto {i}: {uri}  ppm {plutos.ppm[i]:+g}  serial {info['serials'][i]}", file=sys.stderr)
         print(json.dumps({"ready": True, **info}), flush=True)
         print(f"channel control: {info['channel_control']}; path loss {loss:g} dB; Ctrl-C to stop", file=sys.stderr)
-        stop.wait(args.duration_s)
+        deadline = None if args.duration_s is None else time.monotonic() + args.duration_s
+        while not stop.is_set() and plutos.error is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            stop.wait(1.0 if left is None else min(1.0, left))
     finally:
         plutos.stop()
         for sig, handler in old.items():
             signal.signal(sig, handler)
+    if plutos.error is not None:
+        print(f"emulate: the radios' clock stopped: {plutos.error}", file=sys.stderr)
+        return 1
     st = plutos.stats
     print(f"emulate: stopped after {st['wall_s']:.1f} s (clock busy {100 * st['busy_s'] / max(st['wall_s'], 1e-9):.0f} %, "
           f"worst lag {1e3 * st['max_lag_s']:.1f} ms, {st['resyncs']} link resyncs, {st['skipped_s']:.2f} s skipped)",

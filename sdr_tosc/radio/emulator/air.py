@@ -250,6 +250,11 @@ class EmulatedPlutos:
             raise
         return self
 
+    @property
+    def error(self) -> BaseException | None:
+        """Why the clock stopped (e.g. the channel process died), or None while it runs."""
+        return self._error
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
