@@ -237,6 +237,18 @@ def test_virtual_types_match_the_real_uhd_names_and_codes():
         if enum_name != "StreamMode":
             assert {k: int(v) for k, v in ours.items()} == {k: int(v) for k, v in real.items()}
     assert vu.types.RXMetadata().strerror() == uhd.types.RXMetadata().strerror()
+    # what the backend writes into UHD's objects exists and is writable there too
+    for t in (uhd.types, vu.types):
+        cmd = t.StreamCMD(t.StreamMode.start_cont)
+        cmd.stream_now, cmd.time_spec, cmd.num_samps = False, t.TimeSpec(0.5), 0
+        md = t.TXMetadata()
+        md.start_of_burst, md.end_of_burst, md.has_time_spec, md.time_spec = True, True, True, t.TimeSpec(1.25)
+        assert md.time_spec.get_real_secs() == 1.25 and (t.TimeSpec(1.0) + 0.5).get_real_secs() == 1.5
+        rx, tx_async = t.RXMetadata(), t.TXAsyncMetadata()
+        assert rx.error_code == t.RXMetadataErrorCode.none and not rx.has_time_spec and tx_async.channel == 0
+    args = uhd.usrp.StreamArgs("fc32", "sc16")
+    args.channels = [0]
+    assert (args.cpu_format, args.otw_format) == ("fc32", "sc16")
 
 
 @pytest.mark.hardware("usrp")
