@@ -22,6 +22,8 @@ EXAMPLES = """
   (a client that reads too slowly loses samples and sees the overflow flag). The link budget: SNR = signal
   + TX attenuation - path loss - receiver noise (thermal with --noise-figure-db, plus the ADC's noise over
   the RX gain). Runs until Ctrl-C/SIGTERM.
+  The channel's control socket (channel_control in --json) changes one link while it runs, e.g. from Python:
+  ChannelControl(endpoint).set(link=[0, 1], path_loss_db=75)   (sdr_tosc.channel.process; links are [tx, rx])
 """
 
 

@@ -428,8 +428,14 @@ class PlutoModel:
                 y = np.zeros(n, np.complex64)
             else:
                 y = air * np.float32(self.rx_scale())
-                y = imp.iq_imbalance(y, self.iq_db, self.iq_deg)
-            y += np.complex64(self.dc)
+                # the driver's tracking loops (on at boot) keep the residuals small; switched off, the raw
+                # front end shows: ~5x the IQ imbalance, ~20 dB more DC offset
+                rx = self._phy("voltage0", False)
+                k = 1.0 if rx["quadrature_tracking_en"].strip() == "1" else 5.0
+                y = imp.iq_imbalance(y, k * self.iq_db, k * self.iq_deg)
+            tracked = all(self._phy("voltage0", False)[a].strip() == "1"
+                          for a in ("bb_dc_offset_tracking_en", "rf_dc_offset_tracking_en"))
+            y += np.complex64(self.dc if tracked else 10.0 * self.dc)
             self._agc(y)
             codes = np.empty(2 * n, np.int16)
             np.clip(np.rint(y.view(np.float32) * RX_FULL_SCALE_CODES), -RX_FULL_SCALE_CODES,
