@@ -9,8 +9,9 @@ Other rules this backend follows: manual gain (AGC off); RX buffers are flushed 
 (re)configuration, since the kernel's DMA queue still holds blocks captured with the old settings; the TX
 LO stays powered down until the first ``tx()`` (a receive-only Pluto radiates no LO leakage); a cyclic TX
 buffer is destroyed before the next burst (pyadi-iio refuses to push into a live cyclic buffer); a
-non-cyclic burst shorter than the TX buffer is padded with zeros, and a longer one re-creates the buffer
-only after the burst still playing has ended (destroying a buffer stops its DMA at once); the default
+non-cyclic burst a little shorter than the TX buffer (down to half) is padded with zeros, and any other
+length re-creates the buffer only after the burst still playing has ended (destroying a buffer stops its
+DMA at once); the default
 centre frequency is the profile's (2.44 GHz, ISM worldwide); ``xo_correction_hz`` exposes the reference
 clock trim (40 MHz nominal) used to cancel a Pluto's frequency error; overflows are read from the ADC
 core's status register (0x80000088 bit 2) after every RX buffer.
@@ -238,7 +239,8 @@ class PlutoRadio(Radio):
             self._set_tx_powered(True)
         self._tx_streaming = time.monotonic() < self._tx_busy_until
         n = iq.size
-        if s._txbuf and not s.tx_cyclic_buffer and not cyclic and self._tx_len is not None and n < self._tx_len:
+        if (s._txbuf and not s.tx_cyclic_buffer and not cyclic and self._tx_len is not None
+                and self._tx_len // 2 <= n < self._tx_len):
             n = self._tx_len  # pad with zeros: keeps the buffer (and the burst still playing) alive
         codes = np.zeros(n, np.complex128)
         codes.real[: iq.size] = np.rint(iq.real * TX_SCALE)
