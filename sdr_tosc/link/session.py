@@ -130,6 +130,7 @@ class SemanticTransmitter:
         """``after_send`` runs after each batch (the loopback uses it to wait for the simulator)."""
         self.student, self.modem, self.radio, self.config, self.feedback = student, modem, radio, config, feedback
         self.after_send = after_send
+        self.events: Any = None  # sdr_tosc.link.events.LinkEvents (live monitor), or None
         self.sent = 0
         self.bursts = 0
         self.air_samples = 0
@@ -153,9 +154,11 @@ class SemanticTransmitter:
         the burst's images follow it, so a receiver on another host that knows the data set can score its
         predictions.
         """
+        t0 = time.perf_counter()
         snr = self.current_snr_db()
         robust = self.robust_header(snr)
         symbols = np.ascontiguousarray(self.student.encode(images, snr), dtype=np.complex64)
+        t_enc = time.perf_counter()
         k = int(symbols.shape[1])
         per = self.images_per_burst(k)
         gap = self.config.gap_samples if self.config.pack_bursts else 0
@@ -172,6 +175,7 @@ class SemanticTransmitter:
                                          self.bursts, i == 0, share, robust))
             self.bursts += 1
             self.air_samples += iq.size + gap
+        t_mod = time.perf_counter()
         if self.config.pack_bursts:
             gap_iq = np.zeros(self.config.gap_samples, np.complex64)
             parts = []
@@ -184,6 +188,8 @@ class SemanticTransmitter:
         if self.after_send is not None:
             self.after_send()
         self.sent += len(records)
+        if self.events is not None:
+            self.events.on_sent(records, symbols, t0, t_enc, t_mod, time.perf_counter())
         return records
 
 
@@ -202,6 +208,7 @@ class SemanticReceiver:
         self.frames_other_kind = 0
         self.last_frames: list[RxFrame] = []
         self.last_chunk: np.ndarray | None = None
+        self.events: Any = None  # sdr_tosc.link.events.LinkEvents (live monitor), or None
 
     def _decode(self, frames: list[RxFrame]) -> list[FrameResult]:
         good = []
@@ -220,12 +227,15 @@ class SemanticReceiver:
         for f in good:
             snr_dec = decoder_snr_db(f)
             sym, _ = f.items()
+            t_dec = time.perf_counter()
             logits = self.student.decode(sym, snr_dec)
             preds = np.argmax(np.asarray(logits), axis=1)
             h = f.header
             for i in range(h.items):
                 out.append(FrameResult((h.seq + i) % SEQ_MOD, int(preds[i]), float(f.snr_db), snr_dec, float(f.cfo_hz),
                                        int(h.item_length), int(f.start), h.snr_report_db, int(f.end), int(h.items)))
+            if self.events is not None:
+                self.events.on_frame(f, out[-h.items:], t_dec, time.perf_counter())
             if self.feedback is not None:
                 self.feedback.send(h.seq, float(f.snr_db), float(f.cfo_hz))
         return out
@@ -238,7 +248,13 @@ class SemanticReceiver:
             n = min(left, self.config.rx_chunk_samples)
             chunk = self.radio.rx(n)
             self.last_chunk = chunk
-            out += self._decode(self.stream.push(chunk))
+            if self.events is None:
+                out += self._decode(self.stream.push(chunk))
+            else:
+                self.events.on_chunk(chunk, time.perf_counter())
+                frames = self.stream.push(chunk)
+                self.events.on_demodulated(time.perf_counter())
+                out += self._decode(frames)
             left -= n
         return out
 
