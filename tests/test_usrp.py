@@ -80,10 +80,12 @@ def test_slow_reader_overflows_and_the_gap_is_counted():
         r.rx(1000)
         time.sleep(0.6)  # the host stops reading: the queue and the device buffer fill, the device drops
         r.rx(200_000)
+        r.rx(100_000)  # past the gap: its size is known from the jump of the time stamps
         c = r.counters
-        assert c.overflows >= 1
-        assert 300_000 < c.dropped_samples < 700_000  # ~0.6 s of samples minus what the buffers held
-        assert r._usrp.virtual_stats()["rx_overflows"] >= 1
+        device = r._usrp.virtual_stats()
+    assert c.overflows >= 1 and device["rx_overflows"] >= c.overflows
+    # the host measures from the time stamps what the device dropped (on an idle machine ~0.5 s of samples)
+    assert 0 < c.dropped_samples <= device["rx_dropped_samples"]
 
 
 def test_late_burst_and_underflow_come_back_as_async_messages():
