@@ -137,3 +137,46 @@ def test_link_config_validation():
         LinkConfig(batch_size=0)
     with pytest.raises(ValueError, match="feedback_alpha"):
         LinkConfig(feedback_alpha=2.0)
+
+
+@pytest.mark.timeout(120)
+def test_low_snr_link_aggregates_and_switches_to_the_long_header(student):
+    """-5 dB through the channel process: 64 images in two bursts of 32, none lost (the transmitter starts with
+    the long header, no report having arrived, and keeps it at the reported -5 dB), accuracy near simulation."""
+    data = fmnist("test", 64, offset=300)
+    x, y = data.images, data.labels
+    report = run_loopback(student, x, y, LinkConfig(batch_size=32, images_per_burst=32), progress=False,
+                          snr_db=-5.0, cfo_hz=15e3, seed=3)
+    assert report.frame_loss == 0.0 and report.bursts == 2
+    assert all(f["robust"] for f in report.frames)
+    assert abs(report.snr_db_mean + 5.0) < 1.0
+    sim = (student.decode(student.encode(x, -5.0), -5.0).argmax(1) == y).mean()  # noise-free decode as a bound
+    assert report.accuracy >= sim - 0.15
+    # air: 32 images of k symbols in one burst with the long header
+    k = report.frames[0]["n_symbols"]
+    assert report.air_samples_per_image == pytest.approx(Modem().burst_length(32 * k, robust=True) / 32)
+
+
+def test_transmitter_header_form_and_aggregation(student):
+    class Radio:
+        def __init__(self):
+            self.sent = []
+
+        def tx(self, iq):
+            self.sent.append(iq)
+
+    data = fmnist("test", 10, offset=0)
+    radio = Radio()
+    tx = __import__("sdr_tosc.link.session", fromlist=["x"]).SemanticTransmitter(
+        student, Modem(), radio, LinkConfig(images_per_burst=4, initial_snr_db=12.0))
+    sent = tx.send(data.images, first_index=65534)
+    assert len(radio.sent) == 3 and [s.burst for s in sent] == [0] * 4 + [1] * 4 + [2] * 2
+    assert [s.seq for s in sent][:4] == [65534, 65535, 0, 1]  # seq wraps per image
+    assert not any(s.robust for s in sent)  # 12 dB assumed, no feedback channel: the short header
+    frames = Modem().demodulate(np.concatenate([np.zeros(100, np.complex64), radio.sent[2]]))
+    assert frames[0].header.items == 2 and frames[0].header.seq == 65534 + 8 - 65536
+    low = __import__("sdr_tosc.link.session", fromlist=["x"]).SemanticTransmitter(
+        student, Modem(), radio, LinkConfig(initial_snr_db=0.0))
+    assert all(s.robust for s in low.send(data.images[:2]))
+    with pytest.raises(ValueError, match="images_per_burst"):
+        LinkConfig(images_per_burst=65)
