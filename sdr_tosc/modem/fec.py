@@ -1,4 +1,4 @@
-"""Forward error correction: CRC-16 and the K=7, rate-1/2 convolutional code (133, 171 octal).
+"""Forward error correction: CRC-16 (binascii) and the K=7, rate-1/2 convolutional code (133, 171 octal).
 
 Why a hand-written convolutional code and not a library: the maintained pure-Python options
 (scikit-commpy's ``Trellis``/``viterbi_decode``) decode one sequence at a time in Python loops and are
@@ -18,6 +18,8 @@ Conventions:
 
 from __future__ import annotations
 
+import binascii
+
 import numpy as np
 
 CONSTRAINT_LENGTH = 7
@@ -29,29 +31,10 @@ G1 = np.array([1, 1, 1, 1, 0, 0, 1], dtype=np.uint8)
 
 
 # --------------------------------------------------------------------------------------------- CRC-16
-def _crc16_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-        table.append(crc)
-    return table
-
-
-_CRC_TABLE = _crc16_table()
-
-
 def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, no reflection, no final XOR).
-
-    ``crc16(b"123456789") == 0x29B1``.
-    """
-    crc = 0xFFFF
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[((crc >> 8) ^ byte) & 0xFF]
-    return crc
+    """CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, no reflection, no final XOR), from the
+    standard library: ``crc16(b"123456789") == 0x29B1``."""
+    return binascii.crc_hqx(data, 0xFFFF)
 
 
 # ------------------------------------------------------------------------------------------- encoder

@@ -22,13 +22,12 @@ of the repeated bits go to a soft Viterbi decoder, all candidates of a buffer at
 
 from __future__ import annotations
 
-import binascii
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .fec import conv_generator_matrix, viterbi_decode
+from .fec import conv_generator_matrix, crc16, viterbi_decode
 from .sequences import HDR_MULT, HDR_SHIFT
 
 HEADER_BITS = 64
@@ -37,11 +36,6 @@ SHORT_HEADER_SYMBOLS = 3
 MAX_LENGTH = (1 << 13) - 1
 MAX_ITEMS = 64
 MAX_KIND = 15
-
-
-def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE (polynomial 0x1021, init 0xFFFF): ``crc16(b"123456789") == 0x29B1``."""
-    return binascii.crc_hqx(data, 0xFFFF)
 
 
 @dataclass(frozen=True)
