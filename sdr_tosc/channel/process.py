@@ -273,7 +273,7 @@ class ChannelSimulator:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"channel took {st['samples_in']} of {samples_in} TX samples within "
                                    f"{timeout_s:g} s: is the TX radio connected to {self.in_endpoint}?")
-            time.sleep(0.002)
+            time.sleep(0.0005)
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
         """SIGTERM and wait (SIGKILL after ``timeout_s``); returns the exit status."""
