@@ -29,8 +29,9 @@ def find_burst(y: np.ndarray, n: int) -> int:
 
 
 def test_continuous_stream_one_timed_start_and_contiguous_reads():
-    with open_radio("usrp", args="type=virtual,serial=VTEST1", sample_rate_hz=1e6, center_freq_hz=915e6,
-                    tx_gain_db=60, rx_gain_db=40, profile="b200") as r:
+    # a large device buffer: this test is about contiguity, not about a busy machine's overflows
+    with open_radio("usrp", args="type=virtual,serial=VTEST1,recv_buffer_samples=262144", sample_rate_hz=1e6,
+                    center_freq_hz=915e6, tx_gain_db=60, rx_gain_db=40, profile="b200", rx_queue_s=1.0) as r:
         assert r.serial == "VTEST1" and r.settings()["serial"] == "VTEST1"
         first = r.rx(1000)
         x = tone(30_000)
@@ -38,7 +39,7 @@ def test_continuous_stream_one_timed_start_and_contiguous_reads():
         # the burst arrives while the caller reads in small pieces: nothing is missed between rx() calls
         y = np.concatenate([r.rx(500) for _ in range(600)])
         k = find_burst(y, x.size)
-        seg = y[k:k + x.size]
+        seg = y[k + 10:k + x.size - 10]  # the window's edges may fall a sample off the burst's
         ph = np.angle(seg[1:] * np.conj(seg[:-1]))
         assert np.abs(ph - 2 * np.pi * 0.01).max() < 0.2  # one phase-continuous tone across 60 reads
         stats = r._usrp.virtual_stats()
