@@ -30,6 +30,7 @@ VERBS: dict[str, str] = {
     "evaluate": "evaluate",
     "channel": "channel",
     "emulate": "emulate",
+    "monitor": "monitor",
 }
 
 log = logging.getLogger("sdr_tosc")

@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+from ..link.events import add_events_args
 from .common import add_json_flag, write_result
 from .linkargs import (
     add_link_args,
@@ -28,6 +29,7 @@ EXAMPLES = """
   sdr-tosc demo                                      # 200 test images at 10 dB SNR, 2 kHz CFO
   sdr-tosc demo --snr-db 0 --multipath epa --fading rayleigh --images 500 --json demo.json --plot demo.png
   sdr-tosc demo --checkpoint runs/student.safetensors --no-feedback --initial-snr-db 5
+  sdr-tosc demo --images 5000 --monitor                # and watch it live in a browser (URL printed)
   # one full-duplex radio, TX port cabled to RX port through a 30 dB attenuator:
   sdr-tosc demo --radio pluto --uri ip:192.168.2.1 --center-freq-hz 915e6 --tx-gain-db -20 --rx-gain-db 30 \
       --radio-opt tx_cyclic=true
@@ -50,14 +52,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rx-gain-db", dest="radio_rx_gain_db", type=float, help="RX gain")
     add_loopback_channel_args(p)
     add_link_args(p)
-    p.add_argument("--plot", type=Path, help="write a PNG: constellation + spectrum of the last frame, examples")
+    p.add_argument("--plot", type=Path, help="write a PNG: constellation vs transmitted symbols with EVM, spectrum "
+                   "of the last burst, misclassified examples")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_events_args(p, monitor=True)
     add_json_flag(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from ..link.events import publisher_from_args
+
+    with contextlib.ExitStack() as stack:
+        pub = publisher_from_args(args)
+        if pub is not None:
+            stack.enter_context(pub)
+        mon = None
+        if args.monitor is not None:
+            from ..monitor import MonitorProcess  # noqa: PLC0415
+
+            mon = stack.enter_context(MonitorProcess(pub.endpoint, port=args.monitor))
+            print(f"sdr-tosc demo: monitor at {mon.url}", file=sys.stderr, flush=True)
+        elif pub is not None:
+            print(f"sdr-tosc demo: events on {pub.endpoint} (sdr-tosc monitor --connect {pub.endpoint})",
+                  file=sys.stderr, flush=True)
+        rc = _run(args, pub)
+        if mon is not None and args.monitor_keep:
+            print(f"sdr-tosc demo: run finished; the monitor stays at {mon.url} until Ctrl-C", file=sys.stderr,
+                  flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                mon.proc.wait()
+        return rc
+
+
+def _run(args: argparse.Namespace, pub) -> int:  # noqa: ANN001
     import numpy as np
 
+    from ..link.events import LinkEvents
     from ..link.loopback import open_loopback, open_radio_loopback
     from ..link.session import run_link
 
@@ -80,8 +112,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"sdr-tosc demo: {len(images)} {args.dataset} test images through {where}; student "
           f"{student.num_parameters():,} parameters, up to {student.k_max} complex symbols/image", file=sys.stderr)
     with ctx as lb:
+        events = LinkEvents(pub, source="demo", labels=labels, images=images, classes=classes,
+                            sample_rate_hz=mcfg.sample_rate_hz,
+                            channel_control=lb.channel.control_endpoint if lb.channel is not None else None)
+        events.attach(lb.tx, lb.rx)
+        if pub is not None:
+            events.publish_status()
+            if not pub.wait_subscriber(10.0 if args.monitor is not None else args.events_wait_s):
+                print("sdr-tosc demo: no monitor subscribed yet; starting anyway", file=sys.stderr)
         report = run_link(lb.tx, lb.rx, images, labels, progress=not args.no_progress,
                           truth=(lambda: lb.channel.truth()) if lb.channel is not None else None)
+        latency = events.latency_ms()
+        events.finish(report.summary())
         last_frames = lb.rx.last_frames
         last_chunk = lb.rx.last_chunk
         counters = {"tx": lb.tx.radio.counters.as_dict(), "rx": lb.rx.radio.counters.as_dict()}
@@ -103,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         f"radio counters      tx {counters['tx']['tx_bursts']} bursts, rx {counters['rx']['rx_samples']} samples, "
         f"dropped {counters['rx']['dropped_samples']}, overflows {counters['rx']['overflows']}, "
         f"underflows {counters['tx']['underflows']}",
+        "latency p50/p99 (ms) " + ", ".join(f"{k} {_ms(latency['p50'][k])}/{_ms(latency['p99'][k])}"
+                                          for k in latency["p50"]),
     ]
     print("\n".join(lines))
     if args.plot is not None:
@@ -111,9 +155,14 @@ def run(args: argparse.Namespace) -> int:
     write_result(args.json, {"summary": report.summary(), "air_samples_per_image": report.air_samples_per_image,
                              "payload_air_fraction": airtime / report.air_samples_per_image,
                              "snr_estimate_bias_db": bias, "snr_estimate_rms_db": rms,
+                             "latency_ms_p50": latency["p50"], "latency_ms_p99": latency["p99"],
                              "radio_counters": counters, "frames": report.frames},
                  {"link": link, "modem": mcfg, **({"channel": chan} if chan else {})})
     return 0
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
 
 
 def _plot(path: Path, report, frames, chunk, images, labels, classes, fs: float) -> None:  # noqa: ANN001
