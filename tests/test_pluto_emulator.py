@@ -161,14 +161,14 @@ def test_late_tx_buffer_underflows(pair):
 
     s = adi.Pluto(pair.uris[0])
     try:
+        s.sample_rate = int(FS)
         s.tx_cyclic_buffer = False
-        pair.models[0].registers[DAC][0x80000088] = 0
-        x = (tone(20000, amp=0.5) * 2**14).astype(np.complex64)
+        x = (tone(200_000, amp=0.5) * 2**14).astype(np.complex64)  # 200 ms at 1 Msps
         s.tx(x)
         pair.models[0].registers[DAC][0x80000088] = 0  # whatever earlier tests left
         s.tx(x)  # queued behind the first: no gap
         assert pair.models[0].registers[DAC][0x80000088] & 0x1 == 0
-        time.sleep(0.2)  # both buffers (40 ms) played out long ago
+        time.sleep(0.6)  # both buffers (400 ms) played out
         s.tx(x)
         assert pair.models[0].registers[DAC][0x80000088] & 0x1  # the DMA ran dry
     finally:
@@ -178,7 +178,7 @@ def test_late_tx_buffer_underflows(pair):
 def test_receive_only_radio_powers_its_tx_down_and_bursts_are_not_cut(pair):
     m0, m1 = pair.models
     with open_radio("pluto", uri=pair.uris[0], sample_rate_hz=FS, tx_gain_db=-10.0, rx_gain_db=40.0) as tx, \
-            open_radio("pluto", uri=pair.uris[1], sample_rate_hz=FS, rx_gain_db=40.0) as rx:
+            open_radio("pluto", uri=pair.uris[1], sample_rate_hz=FS, rx_gain_db=40.0, kernel_buffers=16) as rx:
         assert not rx.tx_powered and not m1.lo_on(tx=True)  # no LO leakage from the receiver
         assert not m0.lo_on(tx=True)
         rx.rx(1024)
