@@ -13,7 +13,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-APT_PACKAGES=(libiio0 libiio-utils python3-uhd uhd-host gnuradio dataset-fashion-mnist python3-venv python3-dev)
+APT_PACKAGES=(libiio0 libiio-utils python3-uhd uhd-host gnuradio dataset-fashion-mnist python3-venv python3-dev
+              chromium chromium-driver)  # chromium: the monitor's browser test (tests/test_monitor_browser.py)
 TORCH_VERSION="${SDR_TOSC_TORCH_VERSION:-2.13.0}"
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
