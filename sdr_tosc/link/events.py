@@ -75,6 +75,7 @@ class EventPublisher:
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.XPUB)
         self._sock.setsockopt(zmq.SNDHWM, hwm)
+        self._sock.setsockopt(zmq.XPUB_NODROP, 1)  # a full queue answers EAGAIN (counted) instead of a silent drop
         self._sock.setsockopt(zmq.LINGER, 0)
         secure_server(self._sock, endpoint, what="events endpoint")
         self._sock.bind(endpoint)

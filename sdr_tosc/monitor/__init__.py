@@ -29,9 +29,8 @@ def serve(connect: list[str], host: str = "127.0.0.1", port: int = 8050, channel
     """
     import uvicorn  # noqa: PLC0415
 
-    from .server import ChannelLink, Subscriber, create_app  # noqa: PLC0415
-
     from ..lifetime import PARENT_ENV, die_with_parent  # noqa: PLC0415
+    from .server import ChannelLink, Subscriber, create_app  # noqa: PLC0415
 
     if os.environ.get(PARENT_ENV):
         die_with_parent()  # started by demo --monitor: stop with it

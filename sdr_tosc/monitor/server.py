@@ -80,7 +80,8 @@ class Subscriber:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
         self._sock.close(0)
         self._ctx.term()
 
@@ -165,7 +166,8 @@ class ChannelLink:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=3.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=3.0)
         if self._ctl is not None:
             self._ctl.close()
 
