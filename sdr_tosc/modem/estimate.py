@@ -142,12 +142,36 @@ def estimate_sco(z_p: np.ndarray, z_hd: np.ndarray, t_sym: np.ndarray, nh: int, 
     return np.clip(best + fine[i] + frac * (fine[1] - fine[0]), -limit, limit)
 
 
-def frame_snr_db(x: np.ndarray, a: int, b: int, noise_var: float, dc: complex) -> float:
-    """SNR (dB) of ``x[a:b]``: ``(mean |x - dc|^2 - noise_var) / noise_var`` (the project definition)."""
+def frame_snr_db(x: np.ndarray, a: int, b: int, noise_var: float, dc: complex, noise_dof: float = np.inf,
+                 coherent: tuple[float, float] | None = None) -> float:
+    """SNR (dB) of ``x[a:b]`` by the project definition: signal power over the frame / noise variance.
+
+    The signal power is ``mean |x - dc|^2 - noise_var``; with ``coherent = (s2, var2)``, an independent
+    estimate of the same power from the channel estimate and its variance, the two are combined by inverse
+    variance (the first has variance ``P^2 / n + noise_var^2 / noise_dof``: at -8 dB the difference of two
+    close powers, the coherent one is then the better).
+    """
     lo, hi = max(a, 0), min(b, x.size)
     seg = x[lo:hi]
     n = max(b - a, 1)
     p = float(np.vdot(seg, seg).real) / n
     p = p - 2 * float(np.real(np.conj(dc) * seg.sum())) / n + abs(dc) ** 2 * seg.size / n
-    s = max(p - noise_var, 1e-3 * noise_var)
+    s = p - noise_var
+    if coherent is not None:
+        s2, var2 = coherent
+        var1 = p * p / n + noise_var * noise_var / noise_dof
+        if var2 > 0 and np.isfinite(var2):
+            s = (s / var1 + s2 / var2) / (1.0 / var1 + 1.0 / var2)
+    s = max(s, 1e-3 * noise_var)
     return float(10.0 * np.log10(s / noise_var))
+
+
+def coherent_signal_power(h_raw: np.ndarray, noise_var: np.ndarray, n_train: int, n_fft: int) -> tuple[np.ndarray, np.ndarray]:
+    """Signal power per sample from unsmoothed channel estimates ``h_raw[F, used]`` (averages of ``n_train``
+    unit-power training cells per bin): ``sum_k (|h_k|^2 - noise_bin / n_train) / N^2`` (Parseval, debiased)
+    and its variance ``2 noise_bin sum_k |h_k|^2 / (n_train N^4)``. Returns (power[F], variance[F])."""
+    noise_bin = noise_var * n_fft
+    e = np.sum(np.abs(h_raw) ** 2, axis=1)
+    s2 = (e - h_raw.shape[1] * noise_bin / n_train) / n_fft**2
+    var2 = 2.0 * noise_bin * e / (n_train * n_fft**4)
+    return s2, var2

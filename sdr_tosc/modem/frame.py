@@ -474,6 +474,8 @@ class Modem:
         dof_pre, dof_hdr = 450.0, float(nh * self.n_used)
         low = snr_pre < _PREAMBLE_SNR_FOR_RESIDUALS_DB
         noise = np.where(low, (dof_pre * noise + dof_hdr * noise_hdr) / (dof_pre + dof_hdr), noise)
+        noise_dof = np.where(low, dof_pre + dof_hdr, dof_pre)
+        s_coh, s_coh_var = est.coherent_signal_power(h_raw, noise, n_train, n)
         h_used = est.smooth_channel(h_raw, noise * n / n_train, g) if self.config.smooth_channel else h_raw
         h = np.zeros((nf, n), np.complex64)
         h[:, g.used] = h_used
@@ -522,7 +524,8 @@ class Modem:
                 header=s.header,
                 header_ok=True,
                 symbols=eq[i, :length].astype(np.complex64),
-                snr_db=est.frame_snr_db(x, s.c.start, end, float(noise[i]), s.c.dc),
+                snr_db=est.frame_snr_db(x, s.c.start, end, float(noise[i]), s.c.dc, float(noise_dof[i]),
+                                        (float(s_coh[i]), float(s_coh_var[i])) if low[i] else None),
                 cfo_hz=float((s.c.cfo + slope[i] / (2 * np.pi * self.sym_len)) * self.config.sample_rate_hz),
                 start=int(s.c.start),
                 end=int(end),
