@@ -8,7 +8,9 @@ channel and before noise, divided by the complex noise variance per sample): ``s
 comes from the preamble's repetition structure (lag-8 differences over the sync field, lag-64 over the LTF
 with its CP, phase fitted so a CFO does not leak in; not decision directed, so unbiased) and, below 10 dB,
 also from the residuals of the CRC-verified header cells after the channel estimate (hundreds more degrees
-of freedom, which the estimate needs at -8 dB where ``P - s2`` is a small difference).
+of freedom, which the estimate needs at -8 dB where ``P - s2`` is a small difference). Below 10 dB the signal
+power is also estimated coherently from the training (LTF + verified header) channel estimate, debiased by
+its noise, and the two estimates are combined by inverse variance (-8 dB: RMS error 0.4 dB instead of 1 dB).
 """
 
 from __future__ import annotations
