@@ -30,7 +30,7 @@ def find_burst(y: np.ndarray, n: int) -> int:
 
 def test_continuous_stream_one_timed_start_and_contiguous_reads():
     # a large device buffer: this test is about contiguity, not about a busy machine's overflows
-    with open_radio("usrp", args="type=virtual,serial=VTEST1,recv_buffer_samples=262144", sample_rate_hz=1e6,
+    with open_radio("usrp", args="type=virtual,serial=VTEST1,num_recv_frames=128", sample_rate_hz=1e6,
                     center_freq_hz=915e6, tx_gain_db=60, rx_gain_db=40, profile="b200", rx_queue_s=1.0) as r:
         assert r.serial == "VTEST1" and r.settings()["serial"] == "VTEST1"
         first = r.rx(1000)
@@ -76,7 +76,7 @@ def test_gain_law_moves_the_received_level_and_clips():
 
 
 def test_slow_reader_overflows_and_the_gap_is_counted():
-    with open_radio("usrp", args="type=virtual,recv_buffer_samples=8192", sample_rate_hz=1e6,
+    with open_radio("usrp", args="type=virtual,num_recv_frames=4", sample_rate_hz=1e6,
                     rx_queue_s=0.05) as r:
         r.rx(1000)
         time.sleep(0.6)  # the host stops reading: the queue and the device buffer fill, the device drops
@@ -166,7 +166,7 @@ def test_crystal_offset_is_also_a_sampling_clock_offset():
     burst = np.zeros(200_256, np.complex64)
     burst[:256] = marker
     burst[200_000:] = marker
-    big = "recv_buffer_samples=262144"  # a busy CI machine must not make this test about overflows
+    big = "num_recv_frames=128"  # 261k samples: a busy CI machine must not make this test about overflows
     with open_radio("usrp", args="type=virtual,ppm=50,link=sco", sample_rate_hz=fs, center_freq_hz=100e6,
                     tx_gain_db=70, profile="b200") as tx, \
             open_radio("usrp", args=f"type=virtual,ppm=-50,link=sco,{big}", sample_rate_hz=fs,

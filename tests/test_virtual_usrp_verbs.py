@@ -52,7 +52,7 @@ def test_usrp_settings_reach_the_backend(capsys):
 
 def test_demo_with_one_virtual_usrp(tmp_path):
     js = tmp_path / "demo.json"
-    rc = main(["demo", "--radio", "usrp", "--uri", "type=virtual,link=demo,recv_buffer_samples=131072", "--images", "24",
+    rc = main(["demo", "--radio", "usrp", "--uri", "type=virtual,link=demo,num_recv_frames=64", "--images", "24",
                "--tx-gain-db", "60", "--rx-gain-db", "40", "--no-progress", "--json", str(js)])
     assert rc == 0
     res = json.loads(js.read_text())
@@ -72,7 +72,7 @@ def test_tx_and_rx_processes_record_and_replay(tmp_path, checkpoint):
                           sample_rate_hz=1e6, center_freq_hz=FC) as ch:
         rx_cmd = [sys.executable, "-c", "import sys; from sdr_tosc.cli import main; sys.exit(main(sys.argv[1:]))",
                   "rx", "--checkpoint", str(checkpoint), "--radio", "usrp",
-                  "--uri", f"type=virtual,out={ch.out_endpoint},ppm=-3,serial=RXV1,recv_buffer_samples=131072",
+                  "--uri", f"type=virtual,out={ch.out_endpoint},ppm=-3,serial=RXV1,num_recv_frames=64",
                   "--rx-gain-db", "40",
                   "--images", "24", "--feedback", fb, "--timeout-s", "10", "--no-progress", "--json", str(rx_json),
                   "--record", str(cap), "--record-pre-roll", "1500", "--record-post-roll", "1500"]
@@ -142,7 +142,7 @@ def test_tx_and_rx_processes_record_and_replay(tmp_path, checkpoint):
 def test_calibrate_and_measure_with_a_virtual_usrp_pair(tmp_path):
     out, js = tmp_path / "cal", tmp_path / "cal.json"
     pair = ["--tx-radio", "usrp", "--tx-uri", "type=virtual,ppm=4,serial=CALTX,link=cal", "--rx-radio", "usrp",
-            "--rx-uri", "type=virtual,ppm=-3,serial=CALRX,link=cal,recv_buffer_samples=131072", "--rx-gain-db", "40",
+            "--rx-uri", "type=virtual,ppm=-3,serial=CALRX,link=cal,num_recv_frames=64", "--rx-gain-db", "40",
             "--center-freq-hz", str(FC)]
     rc = main(["calibrate", *pair, "--sweep-tx-gain-db", "30,40,50,60,89.8", "--frames", "5", "--out", str(out),
                "--json", str(js)])

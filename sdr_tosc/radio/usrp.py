@@ -237,10 +237,18 @@ class UsrpRadio(Radio):
 
     @property
     def rx_queue_samples(self) -> int:
-        """Samples the host queue holds at most (plus one read in the reader's hands)."""
+        """Samples that can wait between the air and rx(): the host queue, the read in the reader's hands
+        and UHD's transport frames (``num_recv_frames`` in the device args, 16 when not given)."""
         if not hasattr(self, "_max_rx"):
             return 0
-        return (self._queue_chunks() + 1) * READ_PACKETS * self._max_rx
+        return ((self._queue_chunks() + 1) * READ_PACKETS + self._transport_frames()) * self._max_rx
+
+    def _transport_frames(self) -> int:
+        for item in self.args.split(","):
+            key, _, val = item.partition("=")
+            if key.strip() == "num_recv_frames" and val.strip().isdigit():
+                return int(val.strip())
+        return 16
 
     def _read_loop(self, stop: threading.Event, q: queue.Queue) -> None:
         """Reader thread: recv without pause into the bounded queue; count what the metadata reports."""

@@ -21,10 +21,10 @@ TX metadata and async messages. The device behaves as UHD reports a USB USRP:
   (SCO), consistently. Two devices with ppm a and b show a CFO of ``(a - b) 1e-6 fc`` to each other.
 * RX streaming is paced by that clock: ``start_cont`` (at its ``time_spec`` unless ``stream_now``),
   ``num_samps_and_done``/``num_samps_and_more`` and ``stop_cont``; a command whose time has passed
-  reports ``ERROR_CODE_LATE_COMMAND``. The device holds ``recv_buffer_samples``; a host that reads too
+  reports ``ERROR_CODE_LATE_COMMAND``. The transport holds ``num_recv_frames`` packets; a host that reads too
   slowly loses what does not fit, and the next ``recv`` reports ``ERROR_CODE_OVERFLOW`` followed by
   samples whose ``time_spec`` jumps over the gap.
-* TX: ``send`` blocks until all but ``tx_buffer_samples`` of the burst have gone out (flow control);
+* TX: ``send`` blocks until all but ``num_send_frames`` packets of the burst have gone out (flow control);
   a burst whose ``time_spec`` has passed is dropped and reported as ``EVENT_CODE_TIME_ERROR``; a
   continuation that arrives after the previous chunk ran out is an ``EVENT_CODE_UNDERFLOW``; every
   ``end_of_burst`` is acknowledged with ``EVENT_CODE_BURST_ACK`` (all through ``recv_async_msg``).
@@ -38,8 +38,9 @@ TX metadata and async messages. The device behaves as UHD reports a USB USRP:
 
 Device args (comma-separated ``key=value``): ``type=virtual`` (required), ``serial``, ``in``, ``out``,
 ``link`` (name of the shared channel, default ``default``), ``ppm``, ``noise_floor_dbfs`` (-75),
-``thermal_dbfs`` (-110) and ``path_loss_db`` (30) for a channel it starts, ``recv_buffer_samples``
-(32768), ``tx_buffer_samples`` (32768), ``tx_packet_loss`` (0), ``seed``.
+``thermal_dbfs`` (-110) and ``path_loss_db`` (30) for a channel it starts, ``num_recv_frames`` and
+``num_send_frames`` (16 packets of 2040 samples each, UHD's names and B2xx defaults), ``tx_packet_loss``
+(0), ``seed``.
 """
 
 from __future__ import annotations

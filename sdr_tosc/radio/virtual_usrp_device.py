@@ -81,6 +81,9 @@ class Device:
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = args
         self.ppm = args["ppm"]
+        # the transport's buffering, as UHD sizes it: num_recv_frames / num_send_frames packets
+        self.recv_buffer_samples = args["num_recv_frames"] * MAX_NUM_SAMPS
+        self.tx_buffer_samples = args["num_send_frames"] * MAX_NUM_SAMPS
         self.serial = args["serial"]
         self.lock = threading.Condition()
         self.rx_rate = self.tx_rate = 1e6
@@ -233,7 +236,7 @@ class Device:
             # This thread itself ran late (a busy machine): the samples it owes would have reached a host
             # that kept calling recv() one by one, so they may exceed the buffer while it catches up.
             # A host that stopped calling recv for longer than the buffer lasts gets no such allowance.
-            buffer_s = self.args["recv_buffer_samples"] / fs
+            buffer_s = self.recv_buffer_samples / fs
             if now - self.host_seen < buffer_s:
                 self.rx_allowance = max(0, due - int(2 * TICK_S * fs))
         if due <= 0:
@@ -271,7 +274,7 @@ class Device:
                     return
 
     def _deliver(self, y: np.ndarray, t: float, end_of_burst: bool) -> None:
-        room = self.args["recv_buffer_samples"] - self.rx_queued + self.rx_allowance
+        room = self.recv_buffer_samples - self.rx_queued + self.rx_allowance
         if self.host_waiting:  # the host drains packets as they come: this block would not pile up
             room = max(room, y.size)
         self.rx_allowance = max(0, self.rx_allowance - y.size)
@@ -283,7 +286,7 @@ class Device:
             self.stats["rx_dropped_samples"] += y.size - max(room, 0)
             y = y[: max(room, 0)]
             end_of_burst = False
-        elif self.rx_overflowing and room > self.args["recv_buffer_samples"] // 2:
+        elif self.rx_overflowing and room > self.recv_buffer_samples // 2:
             self.rx_overflowing = False
         if y.size:
             self.rx_queue.append(["data", t, y, end_of_burst])
@@ -382,7 +385,7 @@ class Device:
                     self.events.append((now_mono, TXMetadataEventCode.underflow, self.now()))
                     due = now_mono
             # flow control: accept what fits in the device buffer by the deadline
-            buffer_s = self.args["tx_buffer_samples"] / fs
+            buffer_s = self.tx_buffer_samples / fs
             limit = now_mono + max(0.0, float(timeout))
             accept = n if due + n / fs - buffer_s <= limit else max(0, int((limit - due + buffer_s) * fs))
             accept = min(n, accept)

@@ -159,8 +159,8 @@ DEVICE_ARGS: dict[str, tuple[type, Any]] = {
     "noise_floor_dbfs": (float, -75.0),
     "thermal_dbfs": (float, -110.0),
     "path_loss_db": (float, 30.0),
-    "recv_buffer_samples": (int, 32768),
-    "tx_buffer_samples": (int, 32768),
+    "num_recv_frames": (int, 16),  # UHD's transport args: frames of one packet each (2040 samples)
+    "num_send_frames": (int, 16),
     "seed": (int, 1),
     "tx_packet_loss": (float, 0.0),
 }
@@ -188,9 +188,9 @@ def parse_device_args(text: str) -> dict[str, Any]:
         raise ValueError(f"virtual USRP ppm={out['ppm']:g} is outside +-200 (crystals are within +-25 ppm)")
     if not 0.0 <= out["tx_packet_loss"] <= 1.0:
         raise ValueError(f"virtual USRP tx_packet_loss={out['tx_packet_loss']:g} must be a probability in [0, 1]")
-    for key in ("recv_buffer_samples", "tx_buffer_samples"):
-        if not 256 <= out[key] <= 1 << 26:
-            raise ValueError(f"virtual USRP {key}={out[key]} must be in 256..{1 << 26}")
+    for key in ("num_recv_frames", "num_send_frames"):
+        if not 1 <= out[key] <= 1 << 16:
+            raise ValueError(f"virtual USRP {key}={out[key]} must be in 1..{1 << 16}")
     if (out["in"] or out["out"]) and out["link"] != "default":
         raise ValueError("virtual USRP: give either in=/out= (a running channel) or link= (a shared one), not both")
     for key in ("in", "out"):
