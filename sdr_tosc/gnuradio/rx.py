@@ -190,8 +190,8 @@ class semantic_rx(gr.sync_block):  # noqa: N801 (GNU Radio block naming)
                                wall_s=time.monotonic() - self._t0 if self._t0 is not None else 0.0)
         s.update(self.report_extra)
         self.summary = {k: (_finite(v) if isinstance(v, float) else v) for k, v in s.items()}
-        if self.report == "-":
-            print(json.dumps(self.summary), flush=True)
+        if self.report == "-":  # on a line of its own (gr-iio and UHD write overflow marks like 'O' to stdout)
+            print("\n" + json.dumps(self.summary), flush=True)
         elif self.report:
             from ..fileio import atomic_write_json
 
