@@ -44,7 +44,7 @@ def test_events_flow_over_zmq_and_malformed_messages_are_counted_not_fatal():
         try:
             assert pub.wait_subscriber(5.0)
             for i in range(120):  # more than the history: the oldest are forgotten, the totals are not
-                pub.publish({"k": "frame", "seq": i, "pred": i % 3, "label": 0, "sent": i + 1, "n_symbols": 16,
+                pub.publish({"k": "frame", "seq": i, "pred": i % 3, "label": 0, "sent": i + 1, "lost": 0, "n_symbols": 16,
                              "snr_db": 7.5, "t_stream": i * 1e-3, "lat": {"decode": 2.0, "end_to_end": 9.0}})
             pub._sock.send(b"\xff not json")
             pub.publish({"k": "frame", "lat": "x", "pred": "y"})  # wrong types: taken as unknown values
@@ -57,7 +57,8 @@ def test_events_flow_over_zmq_and_malformed_messages_are_counted_not_fatal():
             sub.stop()
     snap = state.snapshot(bins=20)
     assert state.frames == 121 and state.bad_messages == 5
-    assert snap["correct"] == 40 and snap["scored"] == 120 and snap["sent"] == 120
+    assert snap["correct"] == 40 and snap["scored"] == 120 and snap["sent"] == 120 and snap["frame_loss"] == 0.0
+    assert snap["accuracy"] == pytest.approx(40 / 121)
     assert len(snap["series"]["frame"]) == 20 and snap["series"]["frame"][-1] == 121
     assert snap["series"]["k"][0] == 16.0 and snap["latency_ms"]["p50"]["decode"] == 2.0
     assert snap["latency_ms"]["p50"]["encode"] is None
@@ -156,7 +157,7 @@ def test_monitor_process_serves_page_assets_state_and_refuses_bad_controls():
         assert len(js) > 1_000_000
         urllib.request.urlopen(mon.url + "static/monitor.js", timeout=5).read()
         assert pub.wait_subscriber(10.0)
-        pub.publish({"k": "frame", "seq": 0, "pred": 1, "label": 1, "sent": 1})
+        pub.publish({"k": "frame", "seq": 0, "pred": 1, "label": 1, "sent": 1, "lost": 0})
         deadline = time.monotonic() + 10
         while True:
             state = json.loads(urllib.request.urlopen(mon.url + "api/state", timeout=5).read())

@@ -21,7 +21,8 @@ XPUB socket, one message per ZMQ frame, each an object with a kind ``k``:
 * ``frame``: one per received image: ``seq``, ``index``, ``pred``, ``label`` (when the data set is
   known), ``snr_db`` (frame SNR, the project definition), ``snr_dec_db``, ``snr_tx_db``, ``cfo_hz``,
   ``n_symbols``, ``items``, ``t_stream`` (seconds of received stream at the burst's start), ``sent``
-  (images sent so far, when the transmitter is in this process) and ``lat`` (ms per stage);
+  and ``lost`` (images sent so far, and known lost: a later burst arrived first; both only when the
+  transmitter is in this process) and ``lat`` (ms per stage);
 * ``constellation`` (a few per second): received semantic symbols of one burst and, when the transmitter
   is in this process, the transmitted ones at the same positions, with their EVM;
 * ``spectrum`` (a few per second): Welch PSD (dB, centred) of the last received burst;
@@ -203,6 +204,7 @@ class LinkEvents:
         self.rx_radio: Any = None
         self._sent: collections.OrderedDict[int, tuple] = collections.OrderedDict()
         self.sent = 0
+        self.lost = 0  # images known lost (a later burst arrived first); at the end: sent - received
         self.received = 0
         self.correct = 0
         self._lat = np.full((history, len(STAGES)), np.nan, np.float32)
@@ -236,6 +238,7 @@ class LinkEvents:
             self._sent[r.seq] = (r.index, t0, enc_ms, mod_ms, t_mod, symbols[i])
         while len(self._sent) > MAX_IN_FLIGHT:
             self._sent.popitem(last=False)
+            self.lost += 1
         self.sent += len(records)
 
     def on_chunk(self, chunk: np.ndarray, t_read: float) -> None:
@@ -253,6 +256,14 @@ class LinkEvents:
         tx_rows: list[np.ndarray] = []
         scored: list[tuple[int, int, int]] = []
         wrong: list[tuple[int, int, int]] = []
+        first = self._sent.get(results[0].seq) if results else None
+        if first is not None:  # bursts arrive in order: images sent before this burst and still missing are lost
+            while self._sent:
+                seq, rec = next(iter(self._sent.items()))
+                if rec[0] >= first[0]:
+                    break
+                del self._sent[seq]
+                self.lost += 1
         for r in results:
             s = self._sent.pop(r.seq, None)
             if s is not None:
@@ -278,6 +289,7 @@ class LinkEvents:
                     "snr_tx_db": None if r.snr_tx_db is None else _finite(r.snr_tx_db),
                     "cfo_hz": _finite(r.cfo_hz), "n_symbols": r.n_symbols, "items": r.items,
                     "t_stream": round(r.start / self.fs, 6), "sent": self.sent if self.tx_radio is not None else None,
+                    "lost": self.lost if self.tx_radio is not None else None,
                     "lat": dict(zip(STAGES, (_finite(x) for x in lat), strict=True)),
                 })
         if pub is None:
@@ -342,6 +354,7 @@ class LinkEvents:
             return
         msg: dict[str, Any] = {
             "k": kind, "t": round(time.time(), 4), "source": self.source, "sent": self.sent,
+            "lost": (self.sent - self.received) if kind == "end" else self.lost,
             "received": self.received, "correct": self.correct, "counters": self.counters(),
             "events_dropped": self.publisher.dropped, "events_sent": self.publisher.sent,
             "channel_control": self.channel_control, "sample_rate_hz": self.fs, "classes": self.classes,

@@ -62,12 +62,13 @@ class MonitorState:
         self._cum_correct = np.zeros(history, np.int64)
         self._cum_scored = np.zeros(history, np.int64)
         self._cum_recv = np.zeros(history, np.int64)
-        self._sent_at = np.full(history, -1, np.int64)
+        self._lost_at = np.full(history, -1, np.int64)
         self._lat = np.full((history, len(STAGES)), np.nan, np.float32)
         self.frames = 0  # frames received since the monitor started
         self.correct = 0
         self.scored = 0
         self.sent: int | None = None
+        self.lost: int | None = None
         self.truth: collections.deque[tuple[float, float]] = collections.deque(maxlen=history)
         self.constellation: dict[str, Any] | None = None
         self.spectrum: dict[str, Any] | None = None
@@ -109,6 +110,8 @@ class MonitorState:
                                                        "sample_rate_hz", "classes", "latency_ms")}
                 if _int(msg.get("sent")) >= 0:
                     self.sent = _int(msg.get("sent"))
+                if _int(msg.get("lost")) >= 0:
+                    self.lost = _int(msg.get("lost"))
                 if kind == "end":
                     self.end = msg.get("summary") if isinstance(msg.get("summary"), dict) else {}
             else:
@@ -126,9 +129,11 @@ class MonitorState:
         if label >= 0:
             self.scored += 1
             self.correct += int(pred == label)
-        sent = _int(msg.get("sent"))
+        sent, lost = _int(msg.get("sent")), _int(msg.get("lost"))
         if sent >= 0:
             self.sent = max(self.sent or 0, sent)
+        if lost >= 0:
+            self.lost = max(self.lost or 0, lost)
         self.frames += 1
         self._t_stream[i] = _num(msg.get("t_stream"))
         self._snr[i] = _num(msg.get("snr_db"))
@@ -136,7 +141,7 @@ class MonitorState:
         self._cum_correct[i] = self.correct
         self._cum_scored[i] = self.scored
         self._cum_recv[i] = self.frames
-        self._sent_at[i] = sent
+        self._lost_at[i] = lost
         lat = msg.get("lat") if isinstance(msg.get("lat"), dict) else {}
         self._lat[i] = [_num(lat.get(s)) for s in STAGES]
 
@@ -192,13 +197,15 @@ class MonitorState:
             truth = list(self.truth)
             if len(truth) > 2 * bins:
                 truth = truth[:: math.ceil(len(truth) / (2 * bins))] + [truth[-1]]
-            sent = self.sent
+            # images accounted for: received or known lost (at the end of a run: every image sent)
+            done = self.frames + self.lost if self.lost is not None else None
             return {
                 "t": time.time(),
-                "frames": self.frames, "correct": self.correct, "scored": self.scored, "sent": sent,
-                "accuracy": self.correct / sent if sent else None,
+                "frames": self.frames, "correct": self.correct, "scored": self.scored, "sent": self.sent,
+                "lost": self.lost,
+                "accuracy": self.correct / done if done else None,
                 "accuracy_received": self.correct / self.scored if self.scored else None,
-                "frame_loss": max(0.0, 1.0 - self.frames / sent) if sent else None,
+                "frame_loss": self.lost / done if done else None,
                 "series": series,
                 "truth": {"t_s": [t for t, _ in truth], "snr_db": [s for _, s in truth]},
                 "latency_ms": latency,
@@ -224,9 +231,9 @@ class MonitorState:
         last = order[ends - 1]
         scored = self._cum_scored[last]
         acc = [round(float(c / s), 4) if s else None for c, s in zip(self._cum_correct[last], scored, strict=True)]
-        sent = self._sent_at[last]
+        lost = self._lost_at[last]
         recv = self._cum_recv[last]
-        loss = [round(max(0.0, 1.0 - float(r) / float(s)), 4) if s > 0 else None for r, s in zip(recv, sent, strict=True)]
+        loss = [round(float(x) / float(x + r), 4) if x >= 0 else None for r, x in zip(recv, lost, strict=True)]
         return {
             "frame": recv.tolist(),
             "t_s": mean(self._t_stream[order]),

@@ -1,7 +1,7 @@
 // sdr-tosc monitor page: one server-sent-events stream of snapshots; every figure is updated in place.
 "use strict";
 const CFG = {displayModeBar: false, responsive: true};
-const M = {l: 55, r: 15, t: 34, b: 42};
+const M = {l: 55, r: 50, t: 34, b: 42};
 const pct = (x) => (x === null || x === undefined) ? "–" : (100 * x).toFixed(2) + " %";
 let snapshots = 0;
 window.monitorSnapshots = () => snapshots;
@@ -30,11 +30,14 @@ function draw(s) {
          {yaxis2: {overlaying: "y", side: "right", title: {text: "lost (%)"}, rangemode: "tozero", showgrid: false}}), CFG);
   Plotly.react("f_snr", [
     {x: ser.t_s, y: ser.snr_db, name: "estimated (frame SNR)", mode: "lines+markers", marker: {size: 3}},
-    {x: s.truth.t_s, y: s.truth.snr_db, name: "true (channel simulator)", mode: "markers", marker: {size: 3}},
+    {x: s.truth.t_s, y: s.truth.snr_db, name: "true (channel simulator)", mode: "markers", marker: {size: 6, symbol: "diamond"}},
   ], lay("SNR: estimated vs true", "received stream time (s)", "SNR (dB)"), CFG);
   Plotly.react("f_k", [{x: ser.t_s, y: ser.k, name: "symbols per image", mode: "lines", line: {shape: "hv"}}],
     lay("symbols per image (adaptive)", "received stream time (s)", "complex symbols / image"), CFG);
   const c = s.constellation;
+  const key = JSON.stringify([c && c.evm_pct, c && c.snr_db, s.spectrum && s.spectrum.psd_db[0], s.waterfall.length]);
+  const sameSlow = key === lastSlowKey;
+  lastSlowKey = key;
   const ct = [];
   if (c) {
     if (c.tx) ct.push({x: c.tx[0], y: c.tx[1], name: "transmitted", mode: "markers", marker: {size: 4, color: "#333", symbol: "x"}});
@@ -42,12 +45,12 @@ function draw(s) {
   }
   const evm = c && c.evm_pct !== null ? ` EVM ${c.evm_pct.toFixed(1)} %` : "";
   const csnr = c && c.snr_db !== null ? ` at ${c.snr_db.toFixed(1)} dB` : "";
-  Plotly.react("f_const", ct, lay("constellation" + csnr + evm, "I", "Q",
+  if (!sameSlow) Plotly.react("f_const", ct, lay("constellation" + csnr + evm, "I", "Q",
     {yaxis: {title: {text: "Q"}, scaleanchor: "x"}}), CFG);
   const sp = s.spectrum;
-  Plotly.react("f_spec", sp ? [{x: sp.f_khz, y: sp.psd_db, mode: "lines", name: "PSD"}] : [],
+  if (!sameSlow) Plotly.react("f_spec", sp ? [{x: sp.f_khz, y: sp.psd_db, mode: "lines", name: "PSD"}] : [],
     lay("spectrum of the last received " + (sp && sp.burst ? "burst" : "chunk"), "frequency (kHz)", "PSD (dB/Hz)"), CFG);
-  Plotly.react("f_wf", sp ? [{z: s.waterfall, x: sp.f_khz, type: "heatmap", colorscale: "Viridis", showscale: false}] : [],
+  if (!sameSlow) Plotly.react("f_wf", sp ? [{z: s.waterfall, x: sp.f_khz, type: "heatmap", colorscale: "Viridis", showscale: false}] : [],
     lay("waterfall (newest at the top)", "frequency (kHz)", "row", {yaxis: {autorange: true, title: {text: "row"}}}), CFG);
   const st = ["encode", "modulate", "air", "demodulate", "decode", "end_to_end"];
   const L = s.latency_ms;
@@ -106,6 +109,7 @@ function draw(s) {
   window.monitorLast = s;
 }
 let controlsLoaded = false;
+let lastSlowKey = null;
 
 document.getElementById("c_apply").addEventListener("click", async () => {
   const body = {snr_db: parseFloat(document.getElementById("c_snr").value),
@@ -116,5 +120,19 @@ document.getElementById("c_apply").addEventListener("click", async () => {
   document.getElementById("c_msg").textContent = j.ok ? "applied" : "refused: " + j.error;
 });
 
+// draw only the newest snapshot, when the previous drawing is done (a slow machine skips, never lags)
+let pending = null;
+let drawing = false;
+function drawPending() {
+  if (pending === null) { drawing = false; return; }
+  const data = pending;
+  pending = null;
+  const t0 = performance.now();
+  try { draw(JSON.parse(data)); } finally { window.monitorDrawMs = performance.now() - t0; }
+  setTimeout(drawPending, 50);
+}
 const es = new EventSource("/events");
-es.onmessage = (e) => draw(JSON.parse(e.data));
+es.onmessage = (e) => {
+  pending = e.data;
+  if (!drawing) { drawing = true; setTimeout(drawPending, 0); }
+};
