@@ -179,4 +179,4 @@ def test_transmitter_header_form_and_aggregation(student):
         student, Modem(), radio, LinkConfig(initial_snr_db=0.0))
     assert all(s.robust for s in low.send(data.images[:2]))
     with pytest.raises(ValueError, match="images_per_burst"):
-        LinkConfig(images_per_burst=65)
+        LinkConfig(images_per_burst=129)

@@ -77,19 +77,19 @@ def test_config_defaults_and_validation(tmp_path):
 
 
 def test_header_fields_and_validation():
-    h = FrameHeader(seq=65535, length=8190, kind=13, snr_report_db=12.3, items=63, robust=True)
+    h = FrameHeader(seq=65535, length=8128, kind=5, snr_report_db=12.3, items=127, robust=True)
     back = FrameHeader.from_bytes(h.to_bytes())
-    assert (back.seq, back.length, back.kind, back.items, back.robust) == (65535, 8190, 13, 63, True)
-    assert back.item_length == 130
+    assert (back.seq, back.length, back.kind, back.items, back.robust) == (65535, 8128, 5, 127, True)
+    assert back.item_length == 64
     assert back.snr_report_db == pytest.approx(12.5)  # 0.5 dB steps
     assert FrameHeader.from_bytes(FrameHeader(seq=1).to_bytes()).snr_report_db is None
     for bad in (
         {"seq": -1},
         {"seq": 65536},
         {"seq": 1.5},
-        {"seq": 1, "kind": 16},
+        {"seq": 1, "kind": 8},
         {"seq": 1, "items": 0},
-        {"seq": 1, "items": 65},
+        {"seq": 1, "items": 129},
         {"seq": 1, "length": 10, "items": 3},
         {"seq": 1, "length": 8192},
         {"seq": 1, "snr_report_db": float("nan")},
@@ -366,10 +366,10 @@ def test_golden_vectors(modem):
                                       -0.623469 - 1.18665j, -0.322625 - 0.249886j, 0.977187 + 0.64421j], atol=1e-5)
     assert np.allclose(g.sync_td[-32:], -np.tile(g.sync_period, 4))  # the negated timing marker
     h = FrameHeader(seq=4660, length=640, items=16, kind=0, snr_report_db=-3.0)
-    assert h.to_bytes().hex() == "12341401e022"
+    assert h.to_bytes().hex() == "12341400f022"
     c = modem.codec.symbols(h)
     quadrant = "".join(str(int(v.real < 0) * 2 + int(v.imag < 0)) for v in c[:46])
-    assert quadrant == "1320032100122103013200333311032102013033112013"
+    assert quadrant == "1310232102222102111221132301330300033033103213"
     assert modem.preamble_len == 544 and modem.header_symbols(True) == 16
 
 

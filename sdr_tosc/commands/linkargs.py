@@ -98,10 +98,10 @@ def dataclass_fields(cfg: Any) -> dict[str, Any]:
 
 def add_link_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("link")
-    g.add_argument("--batch-size", type=int, default=64,
+    g.add_argument("--batch-size", type=int, default=128,
                    help="images encoded per batch, with one fed-back SNR (default %(default)s)")
-    g.add_argument("--images-per-burst", type=int, default=64,
-                   help="images aggregated into one burst, 1..64: one preamble and header for all (default %(default)s)")
+    g.add_argument("--images-per-burst", type=int, default=128,
+                   help="images aggregated into one burst, 1..128: one preamble and header for all (default %(default)s)")
     g.add_argument("--robust-below-db", type=float, default=5.0,
                    help="fed-back SNR below which bursts carry the long low-SNR header (default %(default)s)")
     g.add_argument("--initial-snr-db", type=float, default=10.0,

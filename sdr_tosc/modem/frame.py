@@ -21,13 +21,13 @@ One burst, dense (no zero samples), in this order::
   over 3 OFDM symbols (short form) or ``robust_header_symbols`` = 16 (long form, for SNR below about 3 dB;
   the transmitter picks it from the SNR the receiver reports). :mod:`sdr_tosc.modem.header`.
 * Payload: the caller's complex symbols placed directly on the 46 data bins (symbol i on OFDM symbol
-  i // 46); the last OFDM symbol is filled with known QPSK. Several items (images) may share one burst
+  i // 46); the last OFDM symbol is filled with known QPSK. Up to 128 items (images) may share one burst
   (``FrameHeader.items``): one preamble and header for all, so the overhead per image falls.
 * Every OFDM symbol (sync, LTF, header, payload) has average power 1 per sample before scaling.
 
 Air efficiency: payload symbols per air sample. One 40-symbol image per burst with the short header:
-40 / 864 = 4.6 %; 64 images of 40 symbols per burst: 2560 / (784 + 56 * 80) = 48.6 % (the numerology's
-ceiling is 46 / 80 = 57.5 %).
+40 / 864 = 4.6 %; 128 images of 40 symbols per burst: 5120 / (784 + 112 * 80) = 52.5 %; 128 of 16 symbols:
+2048 / (784 + 45 * 80) = 46.7 % (the numerology's ceiling is 46 / 80 = 57.5 %).
 
 Scaling / back-off: the whole burst is multiplied by ``10**(-backoff_db / 20)`` (default 10 dB, i.e. an
 RMS of 0.316 full scale for unit-power payload symbols) and samples with |x| > 1 are clipped in

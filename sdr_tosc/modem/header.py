@@ -2,9 +2,9 @@
 
 Layout (64 bits, most significant first)::
 
-    seq (16) | length (13) | items - 1 (6) | kind (4) | robust (1) | SNR report (8) | CRC-16 (16)
+    seq (16) | length (13) | items - 1 (7) | kind (3) | robust (1) | SNR report (8) | CRC-16 (16)
 
-* ``length``: payload symbols in the burst (1..8191); ``items`` (1..64) images share them equally, so each
+* ``length``: payload symbols in the burst (1..8191); ``items`` (1..128) images share them equally, so each
   carries ``length / items`` symbols (aggregation: one preamble and header for a batch).
 * ``robust``: the header was sent in the long (low-SNR) form; the receiver needs it to know where the
   payload starts, and the transmitter sets it from the SNR the receiver last reported.
@@ -34,8 +34,8 @@ HEADER_BITS = 64
 CODED_BITS = 2 * (HEADER_BITS + 6)
 SHORT_HEADER_SYMBOLS = 3
 MAX_LENGTH = (1 << 13) - 1
-MAX_ITEMS = 64
-MAX_KIND = 15
+MAX_ITEMS = 128
+MAX_KIND = 7
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,10 @@ class FrameHeader:
     Attributes:
         seq: sequence number, 0..65535 (wrap with ``seq % 65536``); with aggregation, the first item's.
         length: payload symbols in the burst, 1..8191; 0 means "set by :meth:`Modem.modulate`".
-        kind: 4-bit frame type for the link layer (0 semantic, 1 digital, 3 calibration, ...).
+        kind: 3-bit frame type for the link layer (0 semantic, 1 digital, 3 calibration, ...).
         snr_report_db: SNR the sender measured on the reverse link (feedback), or None (0.5 dB steps,
             clipped to -20..+107 dB).
-        items: number of items (images) sharing the payload equally, 1..64.
+        items: number of items (images) sharing the payload equally, 1..128.
         robust: send the long header (for low SNR; see the module docstring).
     """
 
@@ -94,7 +94,7 @@ class FrameHeader:
         n = self.length if length is None else int(length)
         if not 0 <= n <= MAX_LENGTH:
             raise ValueError(f"header length {n} must be from 0 to {MAX_LENGTH}")
-        mid = (n << 11) | ((self.items - 1) << 5) | (self.kind << 1) | int(self.robust)
+        mid = (n << 11) | ((self.items - 1) << 4) | (self.kind << 1) | int(self.robust)
         return bytes([self.seq >> 8, self.seq & 255, mid >> 16, (mid >> 8) & 255, mid & 255, self._snr_code()])
 
     @classmethod
@@ -107,8 +107,8 @@ class FrameHeader:
         return cls(
             seq=(data[0] << 8) | data[1],
             length=mid >> 11,
-            items=((mid >> 5) & 63) + 1,
-            kind=(mid >> 1) & 15,
+            items=((mid >> 4) & 127) + 1,
+            kind=(mid >> 1) & 7,
             robust=bool(mid & 1),
             snr_report_db=None if code == 255 else code / 2.0 - 20.0,
         )
