@@ -42,7 +42,8 @@ def browser(tmp_path):
               "--window-size=1500,1050"):
         opts.add_argument(a)
     drv = webdriver.Chrome(service=Service(executable_path=DRIVER), options=opts)
-    drv.set_script_timeout(10)
+    drv.set_script_timeout(60)
+    drv.set_page_load_timeout(60)
     try:
         yield drv
     finally:

@@ -23,11 +23,13 @@ function draw(s) {
   document.getElementById("source").textContent = (s.status && s.status.source) || "waiting for events…";
   document.getElementById("state").textContent = s.end ? "run finished" : (s.frames ? "running" : "");
   const ser = s.series;
+  const lossPct = ser.frame_loss.map((v) => v === null ? null : 100 * v);
+  const lossTop = Math.max(5, 1.1 * Math.max(0, ...lossPct.filter((v) => v !== null)));
   Plotly.react("f_acc", [
     {x: ser.frame, y: ser.accuracy.map((v) => v === null ? null : 100 * v), name: "running accuracy (received, %)", mode: "lines"},
-    {x: ser.frame, y: ser.frame_loss.map((v) => v === null ? null : 100 * v), name: "frames lost (%)", mode: "lines", yaxis: "y2"},
+    {x: ser.frame, y: lossPct, name: "frames lost (%)", mode: "lines", yaxis: "y2"},
   ], lay("accuracy and frame loss", "images received", "accuracy (%)",
-         {yaxis2: {overlaying: "y", side: "right", title: {text: "lost (%)"}, rangemode: "tozero", showgrid: false}}), CFG);
+         {yaxis2: {overlaying: "y", side: "right", title: {text: "lost (%)"}, range: [0, lossTop], showgrid: false}}), CFG);
   Plotly.react("f_snr", [
     {x: ser.t_s, y: ser.snr_db, name: "estimated (frame SNR)", mode: "lines+markers", marker: {size: 3}},
     {x: s.truth.t_s, y: s.truth.snr_db, name: "true (channel simulator)", mode: "markers", marker: {size: 6, symbol: "diamond"}},
