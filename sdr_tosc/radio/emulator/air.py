@@ -332,7 +332,7 @@ class EmulatedPlutos:
                 busy0 = time.perf_counter()
                 lag = now - rx_t
                 self.stats["max_lag_s"] = max(self.stats["max_lag_s"], lag - self.tick_s) if self.stats["ticks"] > 10 else 0.0
-                if lag > 0.5:  # the host stalled: skip the lost time instead of racing to catch up
+                if lag > 2.0:  # the host stalled for long: skip the lost time instead of racing to catch up
                     self.stats["skipped_s"] += lag - self.tick_s
                     rx_t = now - self.tick_s
                     tx_t = max(tx_t, now)
