@@ -65,44 +65,68 @@ def run_campaign(
     progress: bool = True,
     on_point: Callable[[dict[str, Any]], None] | None = None,
     settle: Callable[[], None] | None = None,
+    run: Callable[..., dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run the link at every operating point; ``apply(value)`` sets it and returns what it set.
 
     ``settle()`` runs after each ``apply``: with real radios it reads and discards what the RX kernel
     queue still holds from the previous point, so frames of one point (whose sequence numbers restart at
-    every point) are never counted at the next one."""
+    every point) are never counted at the next one.
+
+    ``run(images, labels, progress=, truth=)`` -> ``{scheme: LinkReport}`` sends the images through several
+    schemes (:func:`sdr_tosc.link.digital.run_schemes`); by default ``run_link(tx, rx, ...)``, the semantic
+    scheme alone. Every point then appears once per scheme (``scheme`` key), and ``binned`` is per scheme."""
     if not len(points):
         raise ValueError("a campaign needs at least one operating point")
+    if run is None:
+        def run(images, labels, progress, truth):  # noqa: ANN001, ANN202
+            return {"semantic": run_link(tx, rx, images, labels, progress=progress, truth=truth)}
     results, frames = [], []
     for i, value in enumerate(points):
         setting = apply(float(value))
         if settle is not None:
             settle()
-        report = run_link(tx, rx, images, labels, progress=progress, truth=truth)
-        snrs = np.array([f["snr_db"] for f in report.frames if f.get("received")])
-        true = np.array([f["snr_true_db"] for f in report.frames if "snr_true_db" in f])
-        point = {
-            "point": i, "value": float(value), **setting,
-            "accuracy": report.accuracy, "accuracy_received": report.accuracy_received,
-            "frame_loss": report.frame_loss,
-            "snr_db_mean": float(snrs.mean()) if snrs.size else None,
-            "snr_db_std": float(snrs.std()) if snrs.size else None,
-            "snr_true_db_mean": float(true.mean()) if true.size else None,
-            "symbols_mean": report.symbols_mean, "images": report.images,
-            "air_samples_per_image": report.air_samples_per_image, "bursts": report.bursts,
-            "payload_air_fraction": report.symbols_mean / report.air_samples_per_image
-            if report.air_samples_per_image else None,
-        }
-        results.append(point)
-        for f in report.frames:
-            frames.append({"point": i, **f})
-        if on_point is not None:
-            on_point(point)
-    return {"points": results, "binned": bin_by_snr(frames, bin_db), "frames": frames}
+        for scheme, report in run(images, labels, progress=progress, truth=truth).items():
+            point = _point(i, value, setting, scheme, report)
+            results.append(point)
+            for f in report.frames:
+                frames.append({"point": i, "scheme": scheme, **f})
+            if on_point is not None:
+                on_point(point)
+    binned = []
+    for scheme in dict.fromkeys(f["scheme"] for f in frames):
+        binned += [{"scheme": scheme, **b} for b in bin_by_snr([f for f in frames if f["scheme"] == scheme], bin_db)]
+    return {"points": results, "binned": binned, "frames": frames}
+
+
+def _point(i: int, value: float, setting: dict[str, Any], scheme: str, report: Any) -> dict[str, Any]:
+    """One operating point of one scheme: what was set and what the link measured."""
+    snrs = np.array([f["snr_db"] for f in report.frames if f.get("received")])
+    true = np.array([f["snr_true_db"] for f in report.frames if "snr_true_db" in f])
+    n = len(report.frames)
+    crc_failed = sum(1 for f in report.frames if f.get("received") and f.get("crc_ok") is False)
+    mods: dict[str, int] = {}
+    for f in report.frames:
+        if f.get("modulation"):
+            mods[f["modulation"]] = mods.get(f["modulation"], 0) + 1
+    return {
+        "point": i, "value": float(value), **setting, "scheme": scheme,
+        "accuracy": report.accuracy, "accuracy_received": report.accuracy_received,
+        "frame_loss": report.frame_loss,
+        "snr_db_mean": float(snrs.mean()) if snrs.size else None,
+        "snr_db_std": float(snrs.std()) if snrs.size else None,
+        "snr_true_db_mean": float(true.mean()) if true.size else None,
+        "symbols_mean": report.symbols_mean, "images": report.images,
+        "air_samples_per_image": report.air_samples_per_image, "bursts": report.bursts,
+        "payload_air_fraction": report.symbols_mean / report.air_samples_per_image
+        if report.air_samples_per_image else None,
+        "crc_failed": crc_failed / n if n else 0.0, "modulations": mods,
+    }
 
 
 def plot_campaign(result: dict[str, Any], path: Any, title: str = "") -> None:
-    """Accuracy vs measured SNR (binned, with 95 % intervals) and per operating point, as a PNG."""
+    """Accuracy vs measured SNR per scheme (binned, with 95 % intervals, and per operating point), air samples
+    per image beside it, and the measured SNR / frames lost per operating point, as a PNG."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -110,37 +134,56 @@ def plot_campaign(result: dict[str, Any], path: Any, title: str = "") -> None:
 
     from .fileio import atomic_path  # noqa: PLC0415
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4), constrained_layout=True)
+    schemes = list(dict.fromkeys(p.get("scheme", "semantic") for p in result["points"]))
+    colours = {s: f"C{k}" for k, s in enumerate(schemes)}
     ax = axes[0]
-    b = result["binned"]
-    if b:
-        x = [r["snr_db"] for r in b]
-        y = [100 * r["accuracy"] for r in b]
-        err = [[max(0.0, 100 * (r["accuracy"] - r["ci95"][0])) for r in b],
-               [max(0.0, 100 * (r["ci95"][1] - r["accuracy"])) for r in b]]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label="received frames, binned by measured SNR")
-    pts = [p for p in result["points"] if p["snr_db_mean"] is not None]
-    ax.plot([p["snr_db_mean"] for p in pts], [100 * p["accuracy"] for p in pts], "s--", alpha=0.7,
-            label="per operating point (lost = wrong)")
+    for s in schemes:
+        b = [r for r in result["binned"] if r.get("scheme", "semantic") == s]
+        if b:
+            x = [r["snr_db"] for r in b]
+            y = [100 * r["accuracy"] for r in b]
+            err = [[max(0.0, 100 * (r["accuracy"] - r["ci95"][0])) for r in b],
+                   [max(0.0, 100 * (r["ci95"][1] - r["accuracy"])) for r in b]]
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colours[s], alpha=0.45,
+                        label=f"{s}: received, binned by measured SNR")
+        pts = [p for p in result["points"] if p.get("scheme", "semantic") == s and p["snr_db_mean"] is not None]
+        ax.plot([p["snr_db_mean"] for p in pts], [100 * p["accuracy"] for p in pts], "s-", color=colours[s],
+                label=f"{s}: per operating point (lost/CRC-failed = wrong)")
     ax.set_xlabel("measured SNR (dB)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     ax = axes[1]
-    sets = [p["value"] for p in result["points"]]
-    ax.plot(sets, [p["snr_db_mean"] if p["snr_db_mean"] is not None else np.nan for p in result["points"]], "o-",
+    for s in schemes:
+        pts = [p for p in result["points"] if p.get("scheme", "semantic") == s and p["snr_db_mean"] is not None]
+        ax.plot([p["snr_db_mean"] for p in pts], [p["air_samples_per_image"] for p in pts], "s-", color=colours[s],
+                label=s)
+    ax.set_yscale("log")
+    ax.set_xlabel("measured SNR (dB)")
+    ax.set_ylabel("air samples per image (preamble, header, gaps included)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    first = [p for p in result["points"] if p.get("scheme", "semantic") == schemes[0]] if schemes else []
+    sets = [p["value"] for p in first]
+    ax.plot(sets, [p["snr_db_mean"] if p["snr_db_mean"] is not None else np.nan for p in first], "o-",
             label="measured SNR")
-    if any(p["snr_true_db_mean"] is not None for p in result["points"]):
+    if any(p["snr_true_db_mean"] is not None for p in first):
         ax.plot(sets, [p["snr_true_db_mean"] if p["snr_true_db_mean"] is not None else np.nan
-                       for p in result["points"]], "k--", label="channel truth")
+                       for p in first], "k--", label="channel truth")
     ax2 = ax.twinx()
-    ax2.plot(sets, [100 * p["frame_loss"] for p in result["points"]], "r:", label="frame loss")
-    ax2.set_ylabel("frame loss (%)", color="r")
+    for s in schemes:
+        pts = [p for p in result["points"] if p.get("scheme", "semantic") == s]
+        ax2.plot([p["value"] for p in pts], [100 * p["frame_loss"] for p in pts], ":", color=colours[s],
+                 label=f"{s}: frames lost")
+    ax2.set_ylabel("frames lost (%)")
     ax.set_xlabel(result.get("sweep", "operating point"))
     ax.set_ylabel("SNR (dB)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
+    ax2.legend(fontsize=7, loc="lower right")
     fig.suptitle(title or "sdr-tosc measurement campaign")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
