@@ -41,7 +41,7 @@ LTF channel estimate -> header: linear phase fit on the pilots, soft Viterbi, CR
 the long form) -> channel re-estimated with the CRC-verified header as extra training -> payload:
 sampling-clock offset (ML grid search), common phase and residual CFO (ML linear fit over the pilots and
 the header) plus a short moving average (phase noise), zero-forcing equalisation, per-symbol noise variance
-for soft decoding -> SNR (:mod:`~sdr_tosc.modem.estimate`).
+for soft decoding (:mod:`~sdr_tosc.modem.equalizer`) -> SNR (:mod:`~sdr_tosc.modem.estimate`).
 Multipath delay spread (including filter precursors) up to ``cp_len - 4`` samples is ISI-free.
 Receiver DC offset (LO leakage): the sync tones have no DC component; DC is estimated per frame as the mean
 over the sync field and removed before the noise estimate, the FFTs and the SNR's signal power.
@@ -59,15 +59,11 @@ from . import estimate as est
 from .config import ModemConfig
 from .grid import ResourceGrid
 from .header import SHORT_HEADER_SYMBOLS, FrameHeader, HeaderCodec
+from .equalizer import MAX_RESIDUAL_SLOPE, demodulate_payloads
 from .sync import Candidate, detect, synchronise
 
 __all__ = ["FrameHeader", "Modem", "ModemConfig", "RxFrame"]
 
-_PREAMBLE_SNR_FOR_RESIDUALS_DB = 10.0  # below this the header residuals also estimate the noise
-_MIN_SCO_SNR_DB = 0.0  # sampling-clock offset tracked from this preamble SNR up
-# residual CFO after the preamble's data-aided estimate: within a few hundred Hz at -8 dB; the header's
-# phase slope is searched within +-0.4 rad per OFDM symbol (+-800 Hz at 1 Msps)
-_MAX_RESIDUAL_SLOPE = 0.4
 _STRONG_GATE = 40.0  # candidates this strong (about +3 dB SNR and up) are decoded first
 
 
@@ -375,7 +371,7 @@ class Modem:
         m = np.arange(y_hdr.shape[1])
         ref = g.pilot_values(m)[None] * h[:, None, g.pilots]
         corr = np.sum(y_hdr[:, :, g.pilots] * np.conj(ref), axis=2)
-        return est.linear_phase(corr, _MAX_RESIDUAL_SLOPE)
+        return est.linear_phase(corr, MAX_RESIDUAL_SLOPE)
 
     def _try_headers(self, syncs: list[_Sync], nh: int) -> None:
         """Decode the ``nh``-symbol header form of every candidate; sets ``header`` where the CRC passes.
@@ -415,7 +411,7 @@ class Modem:
             known[:, :, g.data] = self.codec.cells(bits, nh).reshape(pending.size, nh, self.n_data)
             known[:, :, g.pilots] = g.pilot_values(np.arange(nh))[None]
             yp = y[pending]
-            ph = est.linear_phase(np.sum(yp * np.conj(known * h[pending][:, None, :]), axis=2), _MAX_RESIDUAL_SLOPE)
+            ph = est.linear_phase(np.sum(yp * np.conj(known * h[pending][:, None, :]), axis=2), MAX_RESIDUAL_SLOPE)
             h_hdr = np.mean(yp * np.exp(-1j * ph)[:, :, None] * np.conj(known), axis=1)[:, g.used]
             h_new = (2 * h_raw[pending] + nh * h_hdr) / (2 + nh)
             if self.config.smooth_channel:
@@ -423,7 +419,7 @@ class Modem:
             h[pending] = 0
             h[pending[:, None], g.used[None, :]] = h_new
             phase = est.linear_phase(np.sum(yp * np.conj(known * h[pending][:, None, :]), axis=2),
-                                     _MAX_RESIDUAL_SLOPE)
+                                     MAX_RESIDUAL_SLOPE)
 
     def _decode_headers(self, syncs: list[_Sync], n_samples: int) -> None:
         """Short header form first, then the long one; a form cut by the buffer's end is not tried (a
@@ -438,103 +434,7 @@ class Modem:
             self._try_headers(rest, self.n_hdr_robust)
 
     def _payload(self, x: np.ndarray, syncs: list[_Sync], nh: int) -> list[RxFrame]:
-        """Demodulate the payloads of CRC-verified candidates with ``nh`` header symbols (vectorised)."""
-        if not syncs:
-            return []
-        g, n, nf = self.grid, self.n_fft, len(syncs)
-        lengths = np.array([s.header.length for s in syncs])
-        n_pay = -(-lengths // self.n_data)
-        m_max = int(n_pay.max())
-        m_all = np.arange(nh + m_max)
-        valid = m_all[None, :] < (nh + n_pay)[:, None]
-        t_fft = np.array([s.c.t_fft for s in syncs], dtype=np.int64)
-        cfo = np.array([s.c.cfo for s in syncs])
-        dc = np.array([s.c.dc for s in syncs])
-        noise = np.array([s.noise_var for s in syncs])
-        y_hdr = np.stack([s.y_hdr[:nh] for s in syncs])
-        offs = 2 * n + self.cp + self.sym_len * m_all[nh:]
-        y_pay = est.fft_symbols(x, t_fft, offs, cfo, dc, n)
-        hdr = np.stack([self.codec.symbols(s.header) for s in syncs]).reshape(nf, nh, self.n_data)
-        # channel: LTF + CRC-verified header (phase-aligned) as training, then smoothed
-        known = np.zeros((nf, nh, n), complex)
-        known[:, :, g.data] = hdr
-        known[:, :, g.pilots] = g.pilot_values(np.arange(nh))[None]
-        h0 = np.zeros((nf, n), complex)
-        h0[:, g.used] = np.stack([s.h_ltf for s in syncs])
-        ph = est.linear_phase(np.sum(y_hdr * np.conj(known * h0[:, None, :]), axis=2))
-        y_al = y_hdr * np.exp(-1j * ph)[:, :, None]
-        h_hdr = np.mean(y_al * np.conj(known), axis=1)[:, g.used]
-        n_train = 2 + nh
-        h_raw = (2 * h0[:, g.used] + nh * h_hdr) / n_train
-        resid = y_al[:, :, g.used] - h_raw[:, None, :] * known[:, :, g.used]
-        noise_hdr = np.mean(np.abs(resid) ** 2, axis=(1, 2)) / n * n_train / (n_train - 1)
-        snr_pre = np.array([
-            est.frame_snr_db(x, s.c.start, s.c.start + self.preamble_len, s.noise_var, s.c.dc) for s in syncs
-        ])
-        dof_pre, dof_hdr = 450.0, float(nh * self.n_used)
-        low = snr_pre < _PREAMBLE_SNR_FOR_RESIDUALS_DB
-        noise = np.where(low, (dof_pre * noise + dof_hdr * noise_hdr) / (dof_pre + dof_hdr), noise)
-        noise_dof = np.where(low, dof_pre + dof_hdr, dof_pre)
-        s_coh, s_coh_var = est.coherent_signal_power(h_raw, noise, n_train, n)
-        h_used = est.smooth_channel(h_raw, noise * n / n_train, g) if self.config.smooth_channel else h_raw
-        h = np.zeros((nf, n), np.complex64)
-        h[:, g.used] = h_used
-        hp, hd = h[:, g.pilots], h[:, g.data]
-        known_p = (g.pilot_values(m_all)[None] * hp[:, None, :]).astype(np.complex64)
-        known_p[~valid] = 0
-        known_h = (hdr * hd[:, None, :]).astype(np.complex64)
-        y_p = np.concatenate([y_hdr[:, :, g.pilots], y_pay[:, :, g.pilots]], axis=1)
-        y_d = np.concatenate([y_hdr[:, :, g.data], y_pay[:, :, g.data]], axis=1)
-        t_sym = (2 * n + self.cp + self.sym_len * m_all) - n / 2
-        sco = est.estimate_sco(y_p * np.conj(known_p), y_d[:, :nh] * np.conj(known_h), t_sym, nh, g,
-                               self.config.max_sco_ppm * 1e-6)
-        sco = np.where(snr_pre >= _MIN_SCO_SNR_DB, sco, 0.0)  # below, the search fits the noise
-        w = (2 * np.pi / n) * sco[:, None, None] * t_sym[None, :, None]
-        sco_d = w * g.data_signed[None, None, :]
-        y_p = y_p * np.exp(1j * (w * g.pilot_signed[None, None, :]).astype(np.float32))
-        y_dh = y_d[:, :nh] * np.exp(1j * sco_d[:, :nh].astype(np.float32))
-        corr = np.sum(y_p * np.conj(known_p), axis=2)
-        corr[:, :nh] += np.sum(y_dh * np.conj(known_h), axis=2)
-        linear = est.linear_phase(corr)
-        phase = linear[:, nh:]
-        win = self.config.phase_tracking_window
-        if win > 0:
-            snr_bin = np.mean(np.abs(hd) ** 2, axis=1) / (noise * n)
-            half = np.floor(win * np.sqrt(np.maximum(100.0 / np.maximum(snr_bin, 1e-3), 1.0)) / 2).astype(int)
-            resid_c = corr * np.exp(-1j * linear)
-            cs = np.concatenate([np.zeros((nf, 1), complex), np.cumsum(resid_c, axis=1)], axis=1)
-            mm = m_all[None, nh:]
-            hi = np.minimum(mm + half[:, None] + 1, resid_c.shape[1])
-            lo = np.maximum(mm - half[:, None], 0)
-            rows = np.arange(nf)[:, None]
-            phase = phase + np.angle(cs[rows, hi] - cs[rows, lo])
-        rot = np.exp(1j * (sco_d[:, nh:] - phase[:, :, None]).astype(np.float32))
-        rot *= (1.0 / hd)[:, None, :]
-        eq = (y_d[:, nh:] * rot).reshape(nf, -1)
-        nv_bins = (noise[:, None] * n * (1.0 + 1.0 / n_train)) / np.maximum(np.abs(hd) ** 2, 1e-30)
-        nv_all = np.broadcast_to(nv_bins.astype(np.float32)[:, None, :], (nf, m_max, self.n_data)).reshape(nf, -1)
-        slope = linear[:, 1] - linear[:, 0] if linear.shape[1] > 1 else np.zeros(nf)
-        frames = []
-        for i, s in enumerate(syncs):
-            length = int(lengths[i])
-            end = s.c.start + self.burst_length(length, s.header.robust)
-            hfull = np.zeros(n, dtype=np.complex64)
-            hfull[g.used] = h_used[i] / g.scale
-            frames.append(RxFrame(
-                header=s.header,
-                header_ok=True,
-                symbols=eq[i, :length].astype(np.complex64),
-                snr_db=est.frame_snr_db(x, s.c.start, end, float(noise[i]), s.c.dc, float(noise_dof[i]),
-                                        (float(s_coh[i]), float(s_coh_var[i])) if low[i] else None),
-                cfo_hz=float((s.c.cfo + slope[i] / (2 * np.pi * self.sym_len)) * self.config.sample_rate_hz),
-                start=int(s.c.start),
-                end=int(end),
-                noise_var=nv_all[i, :length].copy(),
-                channel=hfull,
-                ltf_corr=s.c.metric,
-                sco_ppm=float(sco[i] * 1e6),
-            ))
-        return frames
+        return demodulate_payloads(self, x, syncs, nh)
 
     def _failed_frame(self, x: np.ndarray, s: _Sync, end: int) -> RxFrame:
         g = self.grid
