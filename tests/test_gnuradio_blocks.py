@@ -161,7 +161,7 @@ def test_blocks_refuse_bad_parameters():
     with pytest.raises(ValueError, match="semantic_tx: images"):
         semantic_tx(images=0)
     with pytest.raises(ValueError, match="semantic_tx: .*images_per_burst"):
-        semantic_tx(images=4, images_per_burst=65)
+        semantic_tx(images=4, images_per_burst=1000)
     with pytest.raises(ValueError, match="semantic_rx: sample_rate_hz"):
         semantic_rx(sample_rate_hz=-1.0)
     with pytest.raises(TypeError, match="report_extra must be a dict"):

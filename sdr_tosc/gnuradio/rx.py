@@ -18,6 +18,9 @@ Message outputs:
   constellation sink;
 * ``snr_history``: a PDU per burst with the SNR of the last ``history`` bursts (float32), for a time sink.
 
+``images_per_burst`` (0 = the link's default, ``LinkConfig.images_per_burst``) is the most images a burst may
+carry: it sizes the frame search, so it must not be below what the transmitter aggregates.
+
 At the end (``stop``) the block writes a JSON summary (images, received, accuracy, mean SNR/CFO, plus
 ``report_extra``) to ``report``: '-' = one line on stdout, a path = that file (written atomically), '' =
 nowhere; the same dict is ``block.summary``. ``stop_when_done`` ends the flowgraph once every one of the
@@ -84,7 +87,7 @@ class semantic_rx(gr.sync_block):  # noqa: N801 (GNU Radio block naming)
     """Complex stream -> semantic frames -> classes and SNR reports as messages (see the module docstring)."""
 
     def __init__(self, checkpoint: str = "", dataset: str = "fashion-mnist", first_image: int = 0,
-                 images: int = 200, images_per_burst: int = 64, sample_rate_hz: float = 1e6,
+                 images: int = 200, images_per_burst: int = 0, sample_rate_hz: float = 1e6,
                  feedback: str = "", stop_when_done: bool = False, timeout_s: float = 0.0, report: str = "",
                  report_extra: dict[str, Any] | None = None, chunk_samples: int = 32768, history: int = 200) -> None:
         gr.sync_block.__init__(self, name="sdr_tosc_semantic_rx", in_sig=[np.complex64], out_sig=None)
@@ -104,7 +107,8 @@ class semantic_rx(gr.sync_block):  # noqa: N801 (GNU Radio block naming)
             _, labels, classes = load_images(dataset, p["first_image"], p["images"])
         self.board = Scoreboard(labels, classes, p["first_image"])
         try:
-            self.link = LinkConfig(images_per_burst=images_per_burst, rx_chunk_samples=p["chunk_samples"])
+            link = {"images_per_burst": images_per_burst} if images_per_burst else {}  # 0: the link's default
+            self.link = LinkConfig(rx_chunk_samples=p["chunk_samples"], **link)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"semantic_rx: {exc}") from None
         self.modem = Modem(ModemConfig(sample_rate_hz=p["sample_rate_hz"]))

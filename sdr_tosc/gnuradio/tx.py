@@ -11,6 +11,8 @@ stream:
 * ``tx_sob`` = True at the first and ``tx_eob`` = True at the last sample (gr-uhd burst tags);
 * ``sdr_tosc_burst`` = ``{seq, items, n_symbols, snr_tx_db, robust, samples}`` at the first sample.
 
+``images_per_burst`` and ``batch_size`` 0 take the link's defaults (``LinkConfig``, as ``sdr-tosc tx``).
+
 Message input ``snr``: SNR reports (a number, or a dict/PDU meta with ``snr_db``; what ``semantic_rx``
 sends on its ``snr`` port). With ``feedback_bind`` set the block also listens there for ``sdr-tosc rx``'s
 ZMQ reports (``--feedback``); the source with a fresh report steers (the port when both are fresh). The stream ends after ``repeat`` rounds of ``images`` images (``repeat`` 0:
@@ -67,7 +69,7 @@ class semantic_tx(gr.sync_block):  # noqa: N801 (GNU Radio block naming)
     """Images of ``dataset`` -> tagged complex stream of semantic bursts (see the module docstring)."""
 
     def __init__(self, checkpoint: str = "", dataset: str = "fashion-mnist", first_image: int = 0,
-                 images: int = 200, repeat: int = 1, images_per_burst: int = 64, batch_size: int = 64,
+                 images: int = 200, repeat: int = 1, images_per_burst: int = 0, batch_size: int = 0,
                  robust_below_db: float = 5.0, initial_snr_db: float = 10.0, adaptive: bool = True,
                  sample_rate_hz: float = 1e6, gap_samples: int = 400, tail_samples: int = 400,
                  len_tag_key: str = "packet_len", feedback_bind: str = "", stale_s: float = 10.0) -> None:
@@ -83,8 +85,8 @@ class semantic_tx(gr.sync_block):  # noqa: N801 (GNU Radio block naming)
         self.student = load_student(checkpoint)
         self.images, self.labels, self.classes = load_images(dataset, p["first_image"], p["images"])
         try:
-            self.link = LinkConfig(batch_size=batch_size, images_per_burst=images_per_burst,
-                                   robust_below_db=robust_below_db, initial_snr_db=initial_snr_db)
+            sizes = {k: v for k, v in (("batch_size", batch_size), ("images_per_burst", images_per_burst)) if v}
+            self.link = LinkConfig(robust_below_db=robust_below_db, initial_snr_db=initial_snr_db, **sizes)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"semantic_tx: {exc}") from None
         self.modem = Modem(ModemConfig(sample_rate_hz=p["sample_rate_hz"]))
