@@ -110,6 +110,10 @@ class EventPublisher:
 
     def publish(self, msg: dict[str, Any]) -> bool:
         """Send one message now or drop it (False); never blocks."""
+        return self.publish_raw(json.dumps(msg, separators=(",", ":"), allow_nan=False).encode())
+
+    def publish_raw(self, data: bytes) -> bool:
+        """Send one already encoded JSON message now or drop it (False); never blocks."""
         now = time.monotonic()
         self._tokens = min(self.max_rate, self._tokens + (now - self._t_tokens) * self.max_rate)
         self._t_tokens = now
@@ -117,7 +121,7 @@ class EventPublisher:
             self.dropped += 1
             return False
         try:
-            self._sock.send(json.dumps(msg, separators=(",", ":"), allow_nan=False).encode(), self._zmq.NOBLOCK)
+            self._sock.send(data, self._zmq.NOBLOCK)
         except self._zmq.Again:
             self.dropped += 1
             return False
@@ -141,6 +145,10 @@ class EventPublisher:
 def _finite(x: Any) -> float | None:
     x = float(x)
     return round(x, 3) if math.isfinite(x) else None
+
+
+def _json_int(x: int | None) -> str:
+    return "null" if x is None else str(int(x))
 
 
 def _complex_list(z: np.ndarray) -> list[list[float]]:
@@ -264,18 +272,22 @@ class LinkEvents:
                     break
                 del self._sent[seq]
                 self.lost += 1
+        # everything but the image's seq/index/pred/label is the burst's: encoded once, one message per image
+        lat_rx = (math.nan, math.nan, math.nan, self._dem_ms, dec_ms, math.nan)
+        lat_burst = prefix = prefix_rx = None
+        rows = []
         for r in results:
             s = self._sent.pop(r.seq, None)
             if s is not None:
                 index, t0, enc_ms, mod_ms, t_mod, row = s
-                lat = (enc_ms, mod_ms, (self._t_read - t_mod) * 1e3, self._dem_ms, dec_ms, (t_done - t0) * 1e3)
                 tx_rows.append(row)
+                if lat_burst is None:
+                    lat_burst = (enc_ms, mod_ms, (self._t_read - t_mod) * 1e3, self._dem_ms, dec_ms, (t_done - t0) * 1e3)
+                lat = lat_burst
             else:
                 index = r.seq if self.labels is not None and r.seq < len(self.labels) else None
-                lat = (math.nan, math.nan, math.nan, self._dem_ms, dec_ms, math.nan)
-            self._lat[self._n_lat % self._lat.shape[0]] = lat
-            self._n_lat += 1
-            self.received += 1
+                lat = lat_rx
+            rows.append(lat)
             label = int(self.labels[index]) if index is not None and self.labels is not None else None
             if label is not None:
                 self.correct += int(label == r.pred)
@@ -283,15 +295,19 @@ class LinkEvents:
                 if label != r.pred:
                     wrong.append((index, label, r.pred))
             if pub is not None:
-                pub.publish({
-                    "k": "frame", "t": round(time.time(), 4), "seq": r.seq, "index": index, "pred": r.pred,
-                    "label": label, "snr_db": _finite(r.snr_db), "snr_dec_db": _finite(r.snr_dec_db),
-                    "snr_tx_db": None if r.snr_tx_db is None else _finite(r.snr_tx_db),
-                    "cfo_hz": _finite(r.cfo_hz), "n_symbols": r.n_symbols, "items": r.items,
-                    "t_stream": round(r.start / self.fs, 6), "sent": self.sent if self.tx_radio is not None else None,
-                    "lost": self.lost if self.tx_radio is not None else None,
-                    "lat": dict(zip(STAGES, (_finite(x) for x in lat), strict=True)),
-                })
+                if lat is lat_rx:
+                    prefix_rx = prefix_rx or self._frame_prefix(r, lat)
+                    head = prefix_rx
+                else:
+                    prefix = prefix or self._frame_prefix(r, lat)
+                    head = prefix
+                pub.publish_raw(f'{head},"seq":{r.seq},"index":{_json_int(index)},"pred":{r.pred},'
+                                f'"label":{_json_int(label)}}}'.encode())
+        if rows:
+            n_hist = self._lat.shape[0]
+            self._lat[np.arange(self._n_lat, self._n_lat + len(rows)) % n_hist] = rows
+            self._n_lat += len(rows)
+            self.received += len(rows)
         if pub is None:
             return
         if self._every_const(now):
@@ -307,6 +323,18 @@ class LinkEvents:
             self.publish_status()
 
     # -- messages ---------------------------------------------------------------------------------
+    def _frame_prefix(self, r: Any, lat: tuple[float, ...]) -> str:
+        """The JSON of a frame message's burst-wide fields, without its closing brace."""
+        tx_here = self.tx_radio is not None
+        head = json.dumps({
+            "k": "frame", "t": round(time.time(), 4), "snr_db": _finite(r.snr_db), "snr_dec_db": _finite(r.snr_dec_db),
+            "snr_tx_db": None if r.snr_tx_db is None else _finite(r.snr_tx_db), "cfo_hz": _finite(r.cfo_hz),
+            "n_symbols": r.n_symbols, "items": r.items, "t_stream": round(r.start / self.fs, 6),
+            "sent": self.sent if tx_here else None, "lost": self.lost if tx_here else None,
+            "lat": dict(zip(STAGES, (_finite(x) for x in lat), strict=True)),
+        }, separators=(",", ":"), allow_nan=False)
+        return head[:-1]
+
     def _publish_constellation(self, frame: Any, tx_rows: list[np.ndarray] | None) -> None:
         rx = np.asarray(frame.symbols, np.complex64).reshape(-1)[:CONSTELLATION_POINTS]
         msg: dict[str, Any] = {"k": "constellation", "t": round(time.time(), 4), "snr_db": _finite(frame.snr_db),
