@@ -98,9 +98,13 @@ def _run(args: argparse.Namespace, pub) -> int:  # noqa: ANN001
     mcfg = modem_config(args)
     if args.radio:
         chan = None
-        # a real radio delivers TX samples after its kernel's RX queue (Pluto: 4 x 32768 samples), so wait longer
-        link = link_config(args, pack_bursts=True, rx_slack_samples=int(0.5 * args.sample_rate_hz))
+        from ..calibrate import rx_wait_samples
+
         radio = open_radio_from(args.radio, args.uri, "trx", parse_opts(args.radio_opt, "--radio-opt"), args)
+        # a real radio delivers TX samples after its RX queue (Pluto: 4 x 32768 samples in the kernel; USRP:
+        # the host queue and UHD's frames, Radio.rx_queue_samples), so wait at least that long
+        link = link_config(args, pack_bursts=True,
+                           rx_slack_samples=max(int(0.5 * args.sample_rate_hz), rx_wait_samples(radio)))
         where = f"{radio!r} (TX looped to RX)"
         ctx = open_radio_loopback(student, radio, link, mcfg, feedback=not args.no_feedback)
     else:
