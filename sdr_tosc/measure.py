@@ -162,7 +162,7 @@ def plot_campaign(result: dict[str, Any], path: Any, title: str = "") -> None:
                 label=s)
     ax.set_yscale("log")
     ax.set_xlabel("measured SNR (dB)")
-    ax.set_ylabel("air samples per image (preamble, header, gaps included)")
+    ax.set_ylabel("air samples per image (all overhead)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     ax = axes[2]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .common import add_json_flag, parse_range, write_result
+from .schemeargs import add_scheme_args, scheme_codecs
 from .linkargs import (
     add_link_args,
     add_loopback_channel_args,
@@ -24,6 +25,7 @@ from .linkargs import (
 HELP = "measurement campaign: task accuracy vs measured SNR, sweeping the channel's SNR or the TX gain"
 EXAMPLES = """
   sdr-tosc measure --sweep-snr-db -5:25:5 --images 300 --json m.json --plot m.png      # loopback simulator
+  sdr-tosc measure --sweep-snr-db -5:25:5 --scheme both --images 200 --plot cliff.png  # semantic vs digital
   sdr-tosc measure --sweep-snr-db 0:20:5 --multipath epa --fading rayleigh --images 200
   sdr-tosc measure --tx-radio pluto --tx-uri ip:192.168.2.1 --rx-radio pluto --rx-uri ip:192.168.3.1 \\
       --center-freq-hz 915e6 --rx-gain-db 40 --sweep-tx-gain-db -70:-10:10 --images 300 --plot ota.png
@@ -48,6 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snr-db", type=float, default=None,
                    help="simulated channel: SNR per burst at TX gain 0 dB (docs/design.md definition; default 20); the reference when sweeping the TX gain")
     add_link_args(p)
+    add_scheme_args(p)
     p.add_argument("--plot", type=Path, help="write the accuracy-vs-SNR plot (PNG)")
     p.add_argument("--no-progress", action="store_true")
     add_json_flag(p)
@@ -91,6 +94,18 @@ def run(args: argparse.Namespace) -> int:
         tx = SemanticTransmitter(student, modem, txr, link, None if args.no_feedback else fb_rx,
                                  after_send=(lambda: channel_barrier(ch, txr)) if ch is not None else None)
         rx = SemanticReceiver(student, modem, rxr, link, None if args.no_feedback else fb_tx)
+        run, dcfg = None, None
+        if args.scheme != "semantic":
+            from ..link.digital import build_schemes, run_schemes
+
+            schemes, codecs, dcfg = scheme_codecs(args, student, images.shape[1:])
+            txs, mrx = build_schemes(schemes, student, codecs, modem, txr, rxr, link, dcfg,
+                                     None if args.no_feedback else fb_rx, None if args.no_feedback else fb_tx,
+                                     after_send=(lambda: channel_barrier(ch, txr)) if ch is not None else None)
+            rx = mrx
+
+            def run(images, labels, progress, truth):  # noqa: ANN001, ANN202
+                return run_schemes(txs, mrx, images, labels, progress=progress, truth=truth)
 
         def apply(v: float) -> dict:
             if sweep == "sweep_snr_db":
@@ -105,8 +120,10 @@ def run(args: argparse.Namespace) -> int:
 
         def show(pt: dict) -> None:
             snr = pt["snr_db_mean"]
-            print(f"{sweep}={pt['value']:g}: accuracy {pt['accuracy'] * 100:5.1f}%  lost {pt['frame_loss'] * 100:4.1f}%  "
-                  f"measured SNR {snr if snr is None else round(snr, 2)} dB  symbols {pt['symbols_mean']:.1f}",
+            print(f"{sweep}={pt['value']:g} {pt['scheme']}: accuracy {pt['accuracy'] * 100:5.1f}%  lost {pt['frame_loss'] * 100:4.1f}%  "
+                  f"measured SNR {snr if snr is None else round(snr, 2)} dB  symbols {pt['symbols_mean']:.1f}  "
+                  f"air/image {pt['air_samples_per_image']:.0f}"
+                  + (f"  CRC failed {pt['crc_failed'] * 100:.1f}%" if pt['scheme'] != 'semantic' else ""),
                   file=sys.stderr)
 
         def settle() -> None:  # what the RX kernel queue holds from the previous point is discarded
@@ -116,16 +133,18 @@ def run(args: argparse.Namespace) -> int:
 
         result = run_campaign(tx, rx, images, labels, points, apply,
                               truth=(lambda: ch.truth()) if ch is not None else None, bin_db=args.bin_db,
-                              progress=not args.no_progress, on_point=show, settle=settle if hardware else None)
+                              progress=not args.no_progress, on_point=show, settle=settle if hardware else None,
+                              run=run)
     result["sweep"] = sweep.replace("_", "-")
-    print(f"{'measured SNR (dB)':>18} {'frames':>7} {'accuracy':>9}  95% interval")
+    print(f"{'scheme':>15} {'measured SNR (dB)':>18} {'frames':>7} {'accuracy':>9}  95% interval")
     for b in result["binned"]:
-        print(f"{b['snr_db']:18.1f} {b['frames']:7d} {b['accuracy'] * 100:8.1f}%  "
+        print(f"{b['scheme']:>15} {b['snr_db']:18.1f} {b['frames']:7d} {b['accuracy'] * 100:8.1f}%  "
               f"[{b['ci95'][0] * 100:.1f}, {b['ci95'][1] * 100:.1f}]")
     if args.plot is not None:
         plot_campaign(result, args.plot, f"sdr-tosc measure ({'radios' if hardware else 'loopback simulator'})")
         print(f"plot written to {args.plot}")
-    write_result(args.json, result, {"link": link, "modem": modem.config, **({"channel": chan} if chan else {})})
+    write_result(args.json, result, {"link": link, "modem": modem.config, "scheme": args.scheme,
+                                     **({"digital": dcfg} if dcfg else {}), **({"channel": chan} if chan else {})})
     return 0
 
 

@@ -1,0 +1,146 @@
+"""The cliff over the link: semantic vs separate source/channel coding through the loopback channel process.
+
+Prints one JSON object. At each SNR set on the channel simulator (default -5 to 25 dB in 5 dB steps; AWGN,
+2 kHz CFO, SNR feedback on), the same test images go through every scheme (``--scheme both``: semantic,
+digital-latent, digital-png, taking turns batch by batch), after one warm-up batch per SNR so the adaptive
+transmitters start from a fed-back SNR of that point (the warm-up is not counted). Per SNR and scheme:
+
+* ``accuracy`` (lost bursts and CRC-failed images count as wrong), ``frames_lost``, ``crc_failed``,
+  measured frame SNR, post-equalisation SNR, ``air_samples_per_image`` (preamble, header, padding, gaps
+  included), the modulations the digital transmitters chose;
+* ``simulated``: the scheme's own simulation on the same images. Digital: each image coded as the link coded
+  it (same modulation) through AWGN at the post-equalisation SNR the link measured for it
+  (:func:`sdr_tosc.link.digital.simulate_frames`); ``delta_points`` = link - simulation in accuracy points,
+  and ``within_2_points``. Semantic: ``evaluate``'s AWGN channel at the measured frame SNR (reference; the
+  semantic curve is the modem's business).
+* ``evaluate_digital``: ``sdr-tosc evaluate``'s own digital curve (4-bit latent, fixed 16-QAM, no CRC, bit
+  errors passed to the decoder) at the set SNR, for reference.
+
+``cliff_db``: per scheme, the SNR (linear interpolation on the grid) at which accuracy first reaches 90 % of
+its high-SNR accuracy (the best over the grid), and ``cliff_vs_semantic_db`` = digital cliff - semantic cliff
+(``below_grid`` when already at -5 dB).
+
+Usage: .venv/bin/python benchmarks/bench_schemes.py [--images 100] [--snr-db -5:25:5] [--batch-size 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import numpy as np
+
+
+def cliff(snrs: list[float], acc: list[float]) -> dict:
+    """SNR where ``acc`` first reaches 90 % of its best value (interpolated), scanning from low SNR."""
+    top = max(acc)
+    target = 0.9 * top
+    if acc[0] >= target:
+        return {"snr_db": snrs[0], "below_grid": True, "high_snr_accuracy": top}
+    for i in range(1, len(acc)):
+        if acc[i] >= target:
+            s0, s1, a0, a1 = snrs[i - 1], snrs[i], acc[i - 1], acc[i]
+            s = s1 if a1 == a0 else s0 + (target - a0) / (a1 - a0) * (s1 - s0)
+            return {"snr_db": round(float(s), 2), "below_grid": False, "high_snr_accuracy": top}
+    return {"snr_db": None, "below_grid": False, "high_snr_accuracy": top}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=100, help="test images per SNR (default 100)")
+    ap.add_argument("--snr-db", default="-5:25:5", help="START:STOP:STEP of the channel SNR (default -5:25:5)")
+    ap.add_argument("--batch-size", type=int, default=50)
+    ap.add_argument("--checkpoint", default=None)
+    a = ap.parse_args()
+
+    import torch
+
+    from sdr_tosc.commands.common import parse_range
+    from sdr_tosc.link import LinkConfig
+    from sdr_tosc.link.digital import (
+        DIGITAL_SCHEMES,
+        SCHEMES,
+        DigitalLinkConfig,
+        load_default_teacher,
+        make_codecs,
+        open_scheme_loopback,
+        run_schemes,
+        simulate_frames,
+    )
+    from sdr_tosc.semantic.datasets import load_dataset
+    from sdr_tosc.semantic.evaluate import accuracy_vs_snr, digital_accuracy_vs_snr
+    from sdr_tosc.semantic.student import load_checkpoint
+    from sdr_tosc.zoo import default_student_path
+
+    torch.set_num_threads(1)
+    snrs = [float(s) for s in parse_range(a.snr_db, "--snr-db")]
+    student = load_checkpoint(a.checkpoint or default_student_path())
+    data = load_dataset("fashion-mnist", "test")
+    warm = data.subset(np.arange(a.images, a.images + a.batch_size))
+    test = data.subset(np.arange(a.images))
+    digital = DigitalLinkConfig()
+    codecs = make_codecs(SCHEMES, student, load_default_teacher, data.image_shape, digital)
+    link = LinkConfig(batch_size=a.batch_size)
+    out: dict = {"images": a.images, "snr_db": snrs, "channel": "AWGN, 2 kHz CFO, channel process (loopback)",
+                 "link": {"batch_size": a.batch_size, "images_per_burst": link.images_per_burst},
+                 "digital": {"thresholds_db": list(digital.thresholds_db), "latent_bits": digital.latent_bits,
+                             "latent_source_snr_db": digital.latent_source_snr_db,
+                             "code": "K=7 rate-1/2 convolutional, soft Viterbi", "png": "Pillow, optimize=True"},
+                 "points": []}
+    t0 = time.perf_counter()
+    with open_scheme_loopback(SCHEMES, student, codecs, link, digital, snr_db=snrs[0], cfo_hz=2000.0) as lb:
+        for snr in snrs:
+            lb.channel.set(snr_db=snr)
+            run_schemes(lb.txs, lb.rx, warm.images, warm.labels, progress=False)
+            reps = run_schemes(lb.txs, lb.rx, test.images, test.labels, progress=False, truth=lb.channel.truth)
+            point: dict = {"snr_db_set": snr}
+            for scheme, r in reps.items():
+                fr = r.frames
+                dec = [f["snr_dec_db"] for f in fr if f.get("received")]
+                mods: dict[str, int] = {}
+                for f in fr:
+                    if f.get("modulation"):
+                        mods[f["modulation"]] = mods.get(f["modulation"], 0) + 1
+                p = {"accuracy": r.accuracy, "frames_lost": r.frame_loss,
+                     "crc_failed": sum(1 for f in fr if f.get("received") and f.get("crc_ok") is False) / len(fr),
+                     "snr_db_measured": r.snr_db_mean, "snr_dec_db_measured": float(np.mean(dec)) if dec else None,
+                     "air_samples_per_image": round(r.air_samples_per_image, 1), "bursts": r.bursts,
+                     "symbols_per_image": r.symbols_mean}
+                if scheme in DIGITAL_SCHEMES:
+                    sim = simulate_frames(codecs[scheme], test.images, test.labels, fr, seed=int(snr * 10) + 100)
+                    p["modulations"] = mods
+                else:
+                    s = r.snr_db_mean if math.isfinite(r.snr_db_mean) else snr
+                    sim = {"accuracy": accuracy_vs_snr(student, test, [s], "awgn", seed=int(snr * 10) + 100)[0],
+                           "snr_db": s}
+                p["simulated"] = sim
+                if sim.get("accuracy") is not None:
+                    p["delta_points"] = round(100 * (r.accuracy - sim["accuracy"]), 2)
+                    p["within_2_points"] = abs(p["delta_points"]) <= 2.0
+                point[scheme] = p
+            print(f"{snr:+5.1f} dB: " + "  ".join(f"{s} {point[s]['accuracy']:.3f} (sim {point[s]['simulated']['accuracy']})"
+                                                for s in SCHEMES), file=sys.stderr, flush=True)
+            out["points"].append(point)
+    ev, _info = digital_accuracy_vs_snr(student, test, snrs, "awgn", seed=5)
+    for p, e in zip(out["points"], ev, strict=True):
+        p["evaluate_digital"] = e
+    out["curves"] = {s: {"accuracy": [p[s]["accuracy"] for p in out["points"]],
+                         "simulated": [p[s]["simulated"]["accuracy"] for p in out["points"]],
+                         "air_samples_per_image": [p[s]["air_samples_per_image"] for p in out["points"]]}
+                     for s in SCHEMES}
+    out["cliff_db"] = {s: cliff(snrs, out["curves"][s]["accuracy"]) for s in SCHEMES}
+    sem = out["cliff_db"]["semantic"]["snr_db"]
+    out["cliff_vs_semantic_db"] = {s: (round(out["cliff_db"][s]["snr_db"] - sem, 2)
+                                       if out["cliff_db"][s]["snr_db"] is not None and sem is not None else None)
+                                   for s in DIGITAL_SCHEMES}
+    out["digital_within_2_points_everywhere"] = {
+        s: all(p[s].get("within_2_points", False) for p in out["points"]) for s in DIGITAL_SCHEMES}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
