@@ -386,8 +386,9 @@ class LinkEvents:
             "received": self.received, "correct": self.correct, "counters": self.counters(),
             "events_dropped": self.publisher.dropped, "events_sent": self.publisher.sent,
             "channel_control": self.channel_control, "sample_rate_hz": self.fs, "classes": self.classes,
-            "latency_ms": self.latency_ms(),
         }
+        if kind == "end":
+            msg["latency_ms"] = self.latency_ms()
         if summary is not None:
             msg["summary"] = json.loads(json.dumps(summary, default=float).replace("NaN", "null"))
         self.publisher.publish(msg)

@@ -200,8 +200,26 @@ def evaluate(
     }
 
 
+SNR_NOTE = ("SNR: mean received signal power over the burst / complex noise variance per sample "
+            "(for the semantic symbols: unit-power symbols, noise variance 10^(-SNR/10) per symbol)")
+
+
+def zoomed_ylim(curves: list[list[float]], lo_floor: float = 0.0, pad: float = 2.0) -> tuple[float, float]:
+    """Accuracy-axis limits (%) that fit ``curves`` (fractions) with ``pad`` points to spare."""
+    vals = [100 * v for ys in curves for v in ys if v is not None and math.isfinite(v)]
+    if not vals:
+        return 0.0, 100.0
+    lo, hi = min(vals) - pad, max(vals) + pad
+    lo = max(lo_floor, math.floor(lo))
+    hi = min(100.0, math.ceil(hi))
+    return (lo, hi) if hi - lo >= 4 else (max(0.0, hi - 4), hi)
+
+
 def plot_accuracy(result: dict[str, Any], path: str | Path, title: str | None = None) -> Path:
-    """Accuracy vs SNR, every curve, the teacher as a horizontal line; written atomically as PNG."""
+    """Accuracy vs SNR (zoomed on the students, plus the full 0-100 % view) and symbols per image vs SNR.
+
+    Written atomically as PNG. The teacher is a horizontal line; the SNR definition is stated on the figure.
+    """
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg", force=False)
@@ -223,29 +241,57 @@ def plot_accuracy(result: dict[str, Any], path: str | Path, title: str | None = 
                              f"{d['modulation'].upper()}")
     styles = {"student": ("C0", "o", "-"), "fixed_snr": ("C1", "s", "--"), "no_kd": ("C2", "^", "-."),
               "digital": ("C3", "D", ":")}
-    fig, ax = plt.subplots(figsize=(7.5, 5.6), dpi=120)
+    fig = plt.figure(figsize=(11, 6.4), dpi=120)
+    gs = fig.add_gridspec(2, 2, width_ratios=(1.7, 1), height_ratios=(1, 1))
+    ax = fig.add_subplot(gs[:, 0])
+    ax_full = fig.add_subplot(gs[0, 1])
+    ax_k = fig.add_subplot(gs[1, 1])
+    teacher = result.get("teacher_accuracy")
+    students = [result["accuracy"][n] for n in ("student", "fixed_snr", "no_kd") if result["accuracy"].get(n)]
+    lo, hi = zoomed_ylim(students + ([[teacher]] if teacher is not None else []))
+    below = []
     for name in CURVES:
         ys = result["accuracy"].get(name)
         if ys is None:
             continue
         color, marker, ls = styles[name]
+        pct = [100 * y for y in ys]
+        for a in (ax, ax_full):
+            a.plot(snrs, pct, color=color, marker=marker, linestyle=ls, label=labels[name] if a is ax else None)
+        below += [(name, x, y) for x, y in zip(snrs, pct, strict=True) if y < lo]
         k = sym.get(name)
-        ktxt = ""
         if k:
-            ktxt = f" [{min(k)}-{max(k)} sym]" if min(k) != max(k) else f" [{k[0]} sym]"
-        ax.plot(snrs, [100 * y for y in ys], color=color, marker=marker, linestyle=ls, label=labels[name] + ktxt)
-    if result.get("teacher_accuracy") is not None:
-        ax.axhline(100 * result["teacher_accuracy"], color="k", linestyle="--", linewidth=1,
-                   label=f"teacher, noise-free ({100 * result['teacher_accuracy']:.1f}%)")
+            ax_k.plot(snrs, k, color=color, marker=marker, linestyle=ls)
+    if teacher is not None:
+        for a in (ax, ax_full):
+            a.axhline(100 * teacher, color="k", linestyle="--", linewidth=1,
+                      label=f"teacher, noise-free ({100 * teacher:.1f}%)" if a is ax else None)
+    ax.set_ylim(lo, hi)
+    if below:
+        xs = sorted({x for _, x, _ in below})
+        ax.annotate(f"below {lo:.0f} % (see the full view): {', '.join(f'{x:g}' for x in xs)} dB",
+                    xy=(0.01, 0.01), xycoords="axes fraction", fontsize=7.5, color="0.3")
     ax.set_xlabel("SNR (dB)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
     ax.set_xticks(snrs)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=7.5, frameon=False)
     ax.set_title(title or f"{result['dataset']['name']} ({result['num_images']} test images), "
-                          f"{result['channel'].upper()} channel")
-    fig.tight_layout()
+                          f"{result['channel'].upper()} channel", fontsize=11)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=7.5, frameon=False)
+    ax_full.set_ylim(0, 100)
+    ax_full.set_xticks(snrs)
+    ax_full.set_ylabel("accuracy (%)")
+    ax_full.set_title("full range", fontsize=9)
+    ax_full.grid(True, alpha=0.3)
+    ax_full.axhspan(lo, hi, color="0.85", zorder=0)
+    ax_k.set_xticks(snrs)
+    ax_k.set_xlabel("SNR (dB)")
+    ax_k.set_ylabel("complex symbols / image")
+    ax_k.set_title("symbols per image (adaptive module's choice)", fontsize=9)
+    ax_k.grid(True, alpha=0.3)
+    ax_k.set_ylim(bottom=0)
+    fig.text(0.01, 0.005, SNR_NOTE, fontsize=7, color="0.3")
+    fig.tight_layout(rect=(0, 0.025, 1, 1))
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
