@@ -90,14 +90,18 @@ def detect(x: np.ndarray, grid: ResourceGrid, threshold: float, max_cfo: float) 
     pw = np.einsum("ij,ij->i", xf, xf).astype(np.float64)
     sm = x[:ns].reshape(nblk, _BLOCK).sum(axis=1, dtype=np.complex128)
 
-    def wsum(a: np.ndarray) -> np.ndarray:
+    def wsum(a: np.ndarray, blocks: int = _WIN_BLOCKS) -> np.ndarray:
         cs = np.concatenate([np.zeros((1,) + a.shape[1:], a.dtype), np.cumsum(a, axis=0)])
-        return cs[_WIN_BLOCKS:] - cs[:-_WIN_BLOCKS]
+        return cs[blocks:] - cs[:-blocks]
 
+    # window power, DC removed, over the window and the block after it (the window's last correlations
+    # reach 15 samples past it: where silence turns into a loud burst, the window's own power would be
+    # the noise alone while its correlations already hold the burst), scaled to the window's length
     n_win = _WIN_BLOCKS * _BLOCK
-    p_w = wsum(pw) - np.abs(wsum(sm)) ** 2 / n_win  # window power, DC removed
+    n_ext = n_win + _BLOCK
+    p_w = (wsum(pw, _WIN_BLOCKS + 1) - np.abs(wsum(sm, _WIN_BLOCKS + 1)) ** 2 / n_ext) * (n_win / n_ext)
     p_w = np.maximum(p_w, 1e-30)
-    nc = wsum(e.astype(np.float64)) / p_w[:, None]  # [W, 8]: ~1 per phase on noise
+    nc = wsum(e.astype(np.float64))[: p_w.size] / p_w[:, None]  # [W, 8]: ~1 per phase on noise
     nc2 = nc + np.roll(nc, -1, axis=1)  # phases rho and rho + 1 (a fractional delay splits between them)
     rho = np.argmax(nc2, axis=1)
     wi = np.flatnonzero(nc2[np.arange(nc2.shape[0]), rho] > _PRUNE)
