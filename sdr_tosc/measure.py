@@ -124,47 +124,144 @@ def _point(i: int, value: float, setting: dict[str, Any], scheme: str, report: A
     }
 
 
-def plot_campaign(result: dict[str, Any], path: Any, title: str = "") -> None:
-    """Accuracy vs measured SNR per scheme (binned, with 95 % intervals, and per operating point), air samples
-    per image beside it, and the measured SNR / frames lost per operating point, as a PNG."""
+SWEEP_LABELS = {"sweep-snr-db": "channel SNR set (dB)", "sweep-tx-gain-db": "TX gain (dB)",
+                "target-snr-db": "target SNR (dB, from the calibration)"}
+#: Bins with fewer received frames are drawn hollow (their interval is wide).
+MIN_BIN_FRAMES = 30
+
+
+def simulated_curve(student: Any, images: np.ndarray, labels: np.ndarray, snrs: Sequence[float],
+                    channel: str = "awgn", seed: int = 0) -> dict[str, Any]:
+    """The ``evaluate`` curve of ``student`` on these images (simulated channel, no radio), for the overlay."""
+    from .semantic.datasets import ImageSet  # noqa: PLC0415
+    from .semantic.evaluate import accuracy_vs_snr  # noqa: PLC0415
+
+    data = ImageSet("campaign", "test", np.asarray(images), np.asarray(labels), tuple(str(i) for i in range(10)))
+    snrs = [float(s) for s in snrs]
+    return {"snr_db": snrs, "accuracy": accuracy_vs_snr(student, data, snrs, channel, seed),
+            "symbols_per_image": [int(student.num_symbols_for(s)) for s in snrs], "channel": channel,
+            "source": f"computed: evaluate on the campaign's {len(labels)} images, {channel} channel"}
+
+
+def load_simulated_curve(path: Any) -> dict[str, Any]:
+    """The student curve of an ``sdr-tosc evaluate --json`` file, for the overlay."""
+    import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        snrs = [float(x) for x in doc["snr_db"]]
+        acc = [float(x) for x in doc["accuracy"]["student"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not an 'sdr-tosc evaluate --json' result with a student curve ({exc})") from None
+    if len(snrs) != len(acc) or not snrs:
+        raise ValueError(f"{path}: snr_db and accuracy.student differ in length")
+    return {"snr_db": snrs, "accuracy": acc, "symbols_per_image": (doc.get("symbols_per_image") or {}).get("student"),
+            "channel": doc.get("channel"), "source": f"{path} (evaluate, {doc.get('channel', '?')} channel)"}
+
+
+def _channel_title(ch: dict[str, Any] | None) -> str:
+    if not ch:
+        return ""
+    bits = [f"CFO {ch.get('cfo_hz', 0):g} Hz", f"multipath {ch.get('multipath', 'flat')}",
+            f"fading {ch.get('fading', 'none')}"]
+    return "channel: " + ", ".join(bits)
+
+
+def plot_campaign(result: dict[str, Any], path: Any, title: str = "", channel: dict[str, Any] | None = None,
+                  simulated: dict[str, Any] | None = None) -> None:
+    """The campaign as a PNG: accuracy vs measured SNR per scheme (bins with their frame counts and 95 %
+    intervals, per operating point, points where every frame was lost, the simulated ``evaluate`` curve),
+    symbols and air samples per image vs SNR, and measured/true SNR and frames lost per operating point."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    from .fileio import atomic_path  # noqa: PLC0415
+
+    fig = campaign_figure(result, title, channel, simulated)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def campaign_figure(result: dict[str, Any], title: str = "", channel: dict[str, Any] | None = None,
+                    simulated: dict[str, Any] | None = None) -> Any:
+    """The matplotlib figure :func:`plot_campaign` writes (the caller closes it)."""
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    from .fileio import atomic_path  # noqa: PLC0415
-
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2), constrained_layout=True)
     schemes = list(dict.fromkeys(p.get("scheme", "semantic") for p in result["points"]))
     colours = {s: f"C{k}" for k, s in enumerate(schemes)}
+    sweep = result.get("sweep", "")
+    xlabel = SWEEP_LABELS.get(sweep, sweep or "operating point")
     ax = axes[0]
+    measured = [p["snr_db_mean"] for p in result["points"] if p["snr_db_mean"] is not None]
+    x_lost = (min(measured) - 2.0) if measured else 0.0
     for s in schemes:
         b = [r for r in result["binned"] if r.get("scheme", "semantic") == s]
-        if b:
-            x = [r["snr_db"] for r in b]
-            y = [100 * r["accuracy"] for r in b]
-            err = [[max(0.0, 100 * (r["accuracy"] - r["ci95"][0])) for r in b],
-                   [max(0.0, 100 * (r["ci95"][1] - r["accuracy"])) for r in b]]
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colours[s], alpha=0.45,
-                        label=f"{s}: received, binned by measured SNR")
-        pts = [p for p in result["points"] if p.get("scheme", "semantic") == s and p["snr_db_mean"] is not None]
-        ax.plot([p["snr_db_mean"] for p in pts], [100 * p["accuracy"] for p in pts], "s-", color=colours[s],
+        for solid in (True, False):
+            bb = [r for r in b if (r["frames"] >= MIN_BIN_FRAMES) == solid]
+            if not bb:
+                continue
+            err = [[max(0.0, 100 * (r["accuracy"] - r["ci95"][0])) for r in bb],
+                   [max(0.0, 100 * (r["ci95"][1] - r["accuracy"])) for r in bb]]
+            ax.errorbar([r["snr_db"] for r in bb], [100 * r["accuracy"] for r in bb], yerr=err, fmt="o",
+                        capsize=3, color=colours[s], mfc=colours[s] if solid else "white", alpha=0.8 if solid else 0.5,
+                        label=f"{s}: received frames, binned by measured SNR (95 % interval)" if solid else
+                        f"{s}: bins of < {MIN_BIN_FRAMES} frames")
+        for r in b:
+            ax.annotate(f"{r['frames']}", (r["snr_db"], 100 * r["ci95"][0]), textcoords="offset points",
+                        xytext=(0, -10), ha="center", fontsize=6.5, color=colours[s])
+        pts = [p for p in result["points"] if p.get("scheme", "semantic") == s]
+        ok = [p for p in pts if p["snr_db_mean"] is not None]
+        ax.plot([p["snr_db_mean"] for p in ok], [100 * p["accuracy"] for p in ok], "s-", color=colours[s],
                 label=f"{s}: per operating point (lost/CRC-failed = wrong)")
-    ax.set_xlabel("measured SNR (dB)")
+        lost = [p for p in pts if p["snr_db_mean"] is None]
+        if lost:  # no frame arrived: no measured SNR; drawn at the true SNR when known, else left of the data
+            xs = [p["snr_true_db_mean"] if p.get("snr_true_db_mean") is not None else
+                  p.get("snr_db_set", x_lost) for p in lost]
+            ax.plot(xs, [0.0] * len(xs), "x", color=colours[s], ms=9, mew=2,
+                    label=f"{s}: every frame lost (at the set/true SNR)")
+    if simulated:
+        ax.plot(simulated["snr_db"], [100 * a for a in simulated["accuracy"]], "k--", lw=1.3,
+                label=f"simulation: {simulated.get('source', 'evaluate')}")
+    ax.set_xlabel("measured SNR (dB, frame SNR estimated by the receiver)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(-3, 100)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6.5, loc="lower right")
+    ax.set_title("accuracy vs SNR (numbers: frames per bin)", fontsize=10)
     ax = axes[1]
+    frames = result.get("frames") or []
     for s in schemes:
         pts = [p for p in result["points"] if p.get("scheme", "semantic") == s and p["snr_db_mean"] is not None]
         ax.plot([p["snr_db_mean"] for p in pts], [p["air_samples_per_image"] for p in pts], "s-", color=colours[s],
-                label=s)
+                label=f"{s}: air samples per image (all overhead)")
     ax.set_yscale("log")
     ax.set_xlabel("measured SNR (dB)")
-    ax.set_ylabel("air samples per image (all overhead)")
+    ax.set_ylabel("air samples per image")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    axk = ax.twinx()
+    for s in schemes:
+        byb: dict[float, list[int]] = {}
+        for f in frames:
+            if f.get("scheme", "semantic") == s and f.get("received") and f.get("snr_db") is not None \
+                    and math.isfinite(f["snr_db"]):
+                byb.setdefault(round(f["snr_db"] / 2.0) * 2.0, []).append(int(f["n_symbols"]))
+        if byb:
+            xs = sorted(byb)
+            axk.plot(xs, [float(np.mean(byb[x])) for x in xs], "^:", color=colours[s],
+                     label=f"{s}: symbols per image (mean per 2-dB bin)")
+    if simulated and simulated.get("symbols_per_image"):
+        axk.plot(simulated["snr_db"], simulated["symbols_per_image"], "k--", lw=1, label="simulation: symbols per image")
+    axk.set_ylabel("complex symbols per image")
+    axk.set_ylim(bottom=0)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = axk.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower left")
+    ax.set_title("cost per image", fontsize=10)
     ax = axes[2]
     first = [p for p in result["points"] if p.get("scheme", "semantic") == schemes[0]] if schemes else []
     sets = [p["value"] for p in first]
@@ -176,15 +273,19 @@ def plot_campaign(result: dict[str, Any], path: Any, title: str = "") -> None:
     ax2 = ax.twinx()
     for s in schemes:
         pts = [p for p in result["points"] if p.get("scheme", "semantic") == s]
-        ax2.plot([p["value"] for p in pts], [100 * p["frame_loss"] for p in pts], ":", color=colours[s],
-                 label=f"{s}: frames lost")
+        ax2.plot([p["value"] for p in pts], [100 * p["frame_loss"] for p in pts], ":", marker=".", color=colours[s],
+                 label=f"{s}: frames lost (right axis)")
     ax2.set_ylabel("frames lost (%)")
-    ax.set_xlabel(result.get("sweep", "operating point"))
+    ax2.set_ylim(-2, 102)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("SNR (dB)")
+    ax.set_xticks(sets)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    ax2.legend(fontsize=7, loc="lower right")
-    fig.suptitle(title or "sdr-tosc measurement campaign")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left")
+    ax.set_title("per operating point", fontsize=10)
+    n_img = first[0]["images"] if first else 0
+    sub = "; ".join(x for x in (_channel_title(channel), f"{n_img} images per point" if n_img else "") if x)
+    fig.suptitle((title or "sdr-tosc measurement campaign") + (f"\n{sub}" if sub else ""), fontsize=11)
+    return fig

@@ -7,8 +7,8 @@ import contextlib
 import sys
 from pathlib import Path
 
+from ..link.events import add_events_args
 from .common import add_json_flag, parse_range, write_result
-from .schemeargs import add_scheme_args, scheme_codecs
 from .linkargs import (
     add_link_args,
     add_loopback_channel_args,
@@ -21,6 +21,7 @@ from .linkargs import (
     modem_config,
     radio_pair,
 )
+from .schemeargs import add_scheme_args, scheme_codecs
 
 HELP = "measurement campaign: task accuracy vs measured SNR, sweeping the channel's SNR or the TX gain"
 EXAMPLES = """
@@ -51,7 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="simulated channel: SNR per burst at TX gain 0 dB (docs/design.md definition; default 20); the reference when sweeping the TX gain")
     add_link_args(p)
     add_scheme_args(p)
-    p.add_argument("--plot", type=Path, help="write the accuracy-vs-SNR plot (PNG)")
+    p.add_argument("--plot", type=Path, help="write the accuracy-vs-SNR plot (PNG), with the simulated curve")
+    p.add_argument("--sim-json", type=Path, metavar="PATH",
+                   help="the simulated curve to overlay: an 'sdr-tosc evaluate --json' result (default: computed "
+                        "for the same student and images)")
+    add_events_args(p)
     p.add_argument("--no-progress", action="store_true")
     add_json_flag(p)
 
@@ -59,8 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..calibrate import gain_for_snr, load_calibration, lookup
     from ..link import SemanticReceiver, SemanticTransmitter
+    from ..link.events import LinkEvents, publisher_from_args
     from ..link.loopback import channel_barrier, feedback_pair
-    from ..measure import plot_campaign, run_campaign
+    from ..measure import load_simulated_curve, plot_campaign, run_campaign, simulated_curve
     from ..modem import Modem
 
     sweeps = [n for n in ("sweep_snr_db", "sweep_tx_gain_db", "target_snr_db") if getattr(args, n)]
@@ -94,6 +100,13 @@ def run(args: argparse.Namespace) -> int:
         tx = SemanticTransmitter(student, modem, txr, link, None if args.no_feedback else fb_rx,
                                  after_send=(lambda: channel_barrier(ch, txr)) if ch is not None else None)
         rx = SemanticReceiver(student, modem, rxr, link, None if args.no_feedback else fb_tx)
+        pub = publisher_from_args(args)
+        if pub is not None:  # live monitor: sdr-tosc monitor --connect ENDPOINT
+            stack.enter_context(pub)
+            LinkEvents(pub, source="measure", labels=labels, images=images, classes=list(_classes),
+                       sample_rate_hz=modem.config.sample_rate_hz,
+                       channel_control=ch.control_endpoint if ch is not None else None).attach(tx, rx)
+            pub.wait_subscriber(args.events_wait_s)
         run, dcfg = None, None
         if args.scheme != "semantic":
             from ..link.digital import build_schemes, run_schemes
@@ -141,7 +154,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"{b['scheme']:>15} {b['snr_db']:18.1f} {b['frames']:7d} {b['accuracy'] * 100:8.1f}%  "
               f"[{b['ci95'][0] * 100:.1f}, {b['ci95'][1] * 100:.1f}]")
     if args.plot is not None:
-        plot_campaign(result, args.plot, f"sdr-tosc measure ({'radios' if hardware else 'loopback simulator'})")
+        import numpy as np
+
+        if args.sim_json is not None:
+            sim = load_simulated_curve(args.sim_json)
+        else:
+            got = [b["snr_db"] for b in result["binned"]] or [0.0, 20.0]
+            grid = np.arange(np.floor(min(got) / 2.5) * 2.5, max(got) + 2.5, 2.5)
+            sim = simulated_curve(student, images, labels, grid.tolist(),
+                                  "rayleigh" if (chan or {}).get("fading") == "rayleigh" else "awgn")
+        plot_campaign(result, args.plot, f"sdr-tosc measure ({'radios' if hardware else 'loopback simulator'})",
+                      channel=chan, simulated=sim)
         print(f"plot written to {args.plot}")
     write_result(args.json, result, {"link": link, "modem": modem.config, "scheme": args.scheme,
                                      **({"digital": dcfg} if dcfg else {}), **({"channel": chan} if chan else {})})
