@@ -120,6 +120,15 @@ class HeaderCodec:
     def __init__(self, n_data: int, robust_symbols: int) -> None:
         self.n_data = n_data
         self._gen = conv_generator_matrix(HEADER_BITS).astype(np.int64)  # [64, 140]
+        # the code is linear over GF(2): per header byte position, the coded bits of each byte value, so a
+        # header encodes as the XOR of 8 table rows (no matrix product per burst)
+        byte_bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.int64)  # [256, 8]
+        code = np.stack([(byte_bits @ self._gen[8 * i : 8 * i + 8]) & 1 for i in range(HEADER_BITS // 8)])
+        # ... packed into Python integers (bit 0 of the code = most significant), so encoding is 8 XORs
+        weights = [1 << (CODED_BITS - 1 - j) for j in range(CODED_BITS)]
+        self._byte_code = [[sum(w for w, b in zip(weights, code[i, v], strict=True) if b) for v in range(256)]
+                           for i in range(HEADER_BITS // 8)]
+        self._sign = np.array([1.0, -1.0], np.float32) / np.float32(math.sqrt(2.0))
         self.block = 2 * n_data * SHORT_HEADER_SYMBOLS
         self._src = {}
         self._combine = {}
@@ -135,9 +144,12 @@ class HeaderCodec:
         """complex64[n_sym * n_data] QPSK cells of the header (``n_sym`` by ``header.robust``)."""
         raw = header.to_bytes(length)
         c = crc16(raw)
-        bits = np.unpackbits(np.frombuffer(raw + bytes([c >> 8, c & 255]), np.uint8))
+        acc = 0
+        for table, byte in zip(self._byte_code, raw + bytes([c >> 8, c & 255]), strict=True):
+            acc ^= table[byte]
+        coded = np.unpackbits(np.frombuffer(acc.to_bytes(-(-CODED_BITS // 8), "big"), np.uint8))[-CODED_BITS:]
         n_sym = self.robust_symbols if header.robust else SHORT_HEADER_SYMBOLS
-        return self.cells(bits[None], n_sym)[0]
+        return self._sign[coded[self._src[n_sym]]].view(np.complex64)
 
     def cells(self, bits: np.ndarray, n_sym: int) -> np.ndarray:
         """QPSK cells ``complex64[F, n_sym * n_data]`` of 64-bit header words ``bits[F, 64]`` (0/1)."""
