@@ -128,8 +128,7 @@ def _run(args: argparse.Namespace, pub) -> int:  # noqa: ANN001
                           truth=(lambda: lb.channel.truth()) if lb.channel is not None else None)
         latency = events.latency_ms()
         events.finish(report.summary())
-        last_frames = lb.rx.last_frames
-        last_chunk = lb.rx.last_chunk
+        burst = events.last_burst()
         counters = {"tx": lb.tx.radio.counters.as_dict(), "rx": lb.rx.radio.counters.as_dict()}
     true = np.array([f["snr_true_db"] for f in report.frames if "snr_true_db" in f and "snr_db" in f])
     est = np.array([f["snr_db"] for f in report.frames if "snr_true_db" in f and "snr_db" in f])
@@ -154,7 +153,7 @@ def _run(args: argparse.Namespace, pub) -> int:  # noqa: ANN001
     ]
     print("\n".join(lines))
     if args.plot is not None:
-        _plot(args.plot, report, last_frames, last_chunk, images, labels, classes, args.sample_rate_hz)
+        _plot(args.plot, report, burst, images, labels, classes, args.sample_rate_hz)
         print(f"plot written to {args.plot}")
     write_result(args.json, {"summary": report.summary(), "air_samples_per_image": report.air_samples_per_image,
                              "payload_air_fraction": airtime / report.air_samples_per_image,
@@ -169,7 +168,20 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.3g}"
 
 
-def _plot(path: Path, report, frames, chunk, images, labels, classes, fs: float) -> None:  # noqa: ANN001
+def _plot(path: Path, report, burst, images, labels, classes, fs: float) -> None:  # noqa: ANN001
+    import matplotlib.pyplot as plt
+
+    from ..fileio import atomic_path
+
+    fig = demo_figure(report, burst, images, labels, classes, fs)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def demo_figure(report, burst, images, labels, classes, fs: float):  # noqa: ANN001, ANN201
+    """Constellation of the last burst against the transmitted symbols (EVM), the burst's spectrum, and
+    example images, misclassified ones first. The caller closes the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,44 +189,49 @@ def _plot(path: Path, report, frames, chunk, images, labels, classes, fs: float)
     import numpy as np
     from scipy.signal import welch
 
-    from ..fileio import atomic_path
-
-    fig = plt.figure(figsize=(12, 7), constrained_layout=True)
-    gs = fig.add_gridspec(2, 4)
-    ax = fig.add_subplot(gs[0, 0:2])
-    if frames:
-        sym = np.concatenate([f.symbols for f in frames[-8:]])
-        ax.scatter(sym.real, sym.imag, s=6, alpha=0.6)
-        ax.set_title(f"received semantic symbols (last {min(8, len(frames))} frames, {frames[-1].snr_db:.1f} dB)")
-    ax.set_xlabel("I")
-    ax.set_ylabel("Q")
+    fig = plt.figure(figsize=(13, 7.5), constrained_layout=True)
+    gs = fig.add_gridspec(2, 6)
+    ax = fig.add_subplot(gs[0, 0:3])
+    if burst is not None:
+        n_all = burst["rx"].size
+        rx = burst["rx"][:300]  # a readable cloud; the EVM is over every symbol of the burst
+        if burst["tx"] is not None:
+            tx = burst["tx"][:300]
+            ax.plot(np.stack([tx.real, rx.real]), np.stack([tx.imag, rx.imag]), color="0.75", lw=0.5, zorder=1)
+            ax.scatter(tx.real, tx.imag, s=14, marker="x", color="k", label="transmitted", zorder=3)
+        ax.scatter(rx.real, rx.imag, s=8, alpha=0.7, color="C1", label="received (equalised)", zorder=2)
+        evm = f", EVM {burst['evm_pct']:.1f} %" if burst["evm_pct"] is not None else ""
+        ax.set_title(f"last burst: {rx.size} of its {n_all} semantic symbols at {burst['snr_db']:.1f} dB{evm}\n"
+                     "(analog symbols: grey lines join each sent symbol to its received one)", fontsize=9)
+        ax.legend(fontsize=8, loc="upper right")
+    ax.set_xlabel("I (in-phase)")
+    ax.set_ylabel("Q (quadrature)")
     ax.set_aspect("equal", "datalim")
     ax.grid(alpha=0.3)
-    ax = fig.add_subplot(gs[0, 2:4])
-    if chunk is not None and chunk.size > 256:
-        f, pxx = welch(chunk, fs=fs, nperseg=256, return_onesided=False)
+    ax = fig.add_subplot(gs[0, 3:6])
+    iq = burst["iq"] if burst is not None else None
+    if iq is not None and iq.size >= 64:
+        f, pxx = welch(iq, fs=fs, nperseg=min(256, iq.size), return_onesided=False, detrend=False)
         order = np.argsort(f)
         ax.plot(f[order] / 1e3, 10 * np.log10(pxx[order] + 1e-20))
-    ax.set_title("spectrum of the last received chunk")
-    ax.set_xlabel("frequency (kHz)")
+        ax.set_title(f"spectrum of the last received burst ({iq.size} samples, Welch)", fontsize=9)
+    else:
+        ax.set_title("spectrum: no burst received", fontsize=9)
+    ax.set_xlabel("frequency offset from the carrier (kHz)")
     ax.set_ylabel("PSD (dB/Hz)")
     ax.grid(alpha=0.3)
     preds = {f["index"]: f.get("pred") for f in report.frames}
-    for j in range(8):
-        axi = fig.add_subplot(gs[1, j // 2]) if j % 2 == 0 else None
-        if axi is None:
-            continue
-        i = j // 2
-        if i >= len(images):
-            break
+    wrong = [i for i in range(len(labels)) if preds.get(i) != labels[i]]
+    right = [i for i in range(len(labels)) if preds.get(i) == labels[i]]
+    shown = (wrong[:4] + right)[:6] if wrong else right[:6]
+    for j, i in enumerate(shown):
+        axi = fig.add_subplot(gs[1, j])
         axi.imshow(images[i].squeeze(), cmap="gray")
         p = preds.get(i)
         ok = p == labels[i]
-        axi.set_title(f"sent: {classes[labels[i]]}\nrx: {classes[p] if p is not None else 'lost'}",
-                      color="green" if ok else "red", fontsize=9)
+        axi.set_title(f"#{i} sent: {classes[labels[i]]}\nrx: {classes[p] if p is not None else 'lost'}"
+                      + ("" if ok else " (wrong)"), color="green" if ok else "red", fontsize=9)
         axi.axis("off")
-    fig.suptitle(f"sdr-tosc loopback demo: accuracy {report.accuracy * 100:.1f}% over {report.images} images, "
-                 f"SNR {report.snr_db_mean:.1f} dB")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    fig.suptitle(f"sdr-tosc loopback demo: accuracy {report.accuracy * 100:.1f}% over {report.images} images "
+                 f"({len(wrong)} wrong or lost, shown first), SNR {report.snr_db_mean:.1f} dB")
+    return fig

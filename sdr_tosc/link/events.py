@@ -221,6 +221,7 @@ class LinkEvents:
         self._dem_ms = math.nan
         self._chunk: np.ndarray | None = None
         self._rx_pos = 0  # stream samples read, up to the end of the last chunk
+        self._last: tuple | None = None  # (frame, transmitted rows, chunk, stream index of chunk[0])
         self._every_const = _Every(constellation_hz)
         self._every_spec = _Every(spectrum_hz)
         self._every_img = _Every(image_hz)
@@ -303,6 +304,8 @@ class LinkEvents:
                     head = prefix
                 pub.publish_raw(f'{head},"seq":{r.seq},"index":{_json_int(index)},"pred":{r.pred},'
                                 f'"label":{_json_int(label)}}}'.encode())
+        self._last = (frame, tx_rows if len(tx_rows) == len(results) else None, self._chunk,
+                      self._rx_pos - (self._chunk.size if self._chunk is not None else 0))
         if rows:
             n_hist = self._lat.shape[0]
             self._lat[np.arange(self._n_lat, self._n_lat + len(rows)) % n_hist] = rows
@@ -398,6 +401,21 @@ class LinkEvents:
         self.publish_status("end", summary)
 
     # -- figures ----------------------------------------------------------------------------------
+    def last_burst(self) -> dict[str, Any] | None:
+        """The last burst received: its equalised symbols, the transmitted ones (None when the transmitter
+        is elsewhere), its EVM (%), its SNR and its samples (the part in the last chunk read)."""
+        if self._last is None:
+            return None
+        frame, rows, chunk, c0 = self._last
+        rx = np.asarray(frame.symbols, np.complex64).reshape(-1)
+        tx = np.concatenate(rows).reshape(-1)[:rx.size] if rows else None
+        iq = None
+        if chunk is not None:
+            a, b = max(int(frame.start) - c0, 0), min(int(frame.end) - c0, chunk.size)
+            iq = chunk[a:b] if b > a else None
+        return {"rx": rx, "tx": tx, "evm_pct": evm_percent(rx, tx) if tx is not None else None,
+                "snr_db": float(frame.snr_db), "iq": iq, "start": int(frame.start), "end": int(frame.end)}
+
     def latency_ms(self) -> dict[str, dict[str, float | None]]:
         """``{"p50": {stage: ms}, "p99": {...}}`` over the newest ``history`` images (None: not measured)."""
         lat = self._lat[:min(self._n_lat, self._lat.shape[0])]
