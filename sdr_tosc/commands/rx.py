@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
 
+from ..link.events import add_events_args
 from .common import add_json_flag, write_result
 from .linkargs import (
     add_link_args,
@@ -55,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record-max-samples", type=int, default=20_000_000,
                    help="keep at most this many samples (default %(default)s = 160 MB)")
     p.add_argument("--no-progress", action="store_true")
+    add_events_args(p)
     add_json_flag(p)
 
 
@@ -63,11 +66,12 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from ..link import FeedbackSender, SemanticReceiver
+    from ..link.events import LinkEvents, publisher_from_args
     from ..measure import bin_by_snr
     from ..modem import Modem
 
     student = load_student(args)
-    _images, labels, _classes = load_images(args)
+    images, labels, classes = load_images(args)
     link = link_config(args)
     modem = Modem(modem_config(args))
     results: dict[int, object] = {}
@@ -79,9 +83,15 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--record-pre-roll/--record-post-roll must be >= 0 and --record-max-samples >= 1")
     t0 = time.perf_counter()
     ended = ""
+    pub = publisher_from_args(args)  # live monitor (sdr-tosc monitor --connect ENDPOINT)
     with open_radio_from(args.radio, args.uri, "rx", parse_opts(args.radio_opt, "--radio-opt"), args) as radio, \
-            FeedbackSender(args.feedback) as fb:
+            FeedbackSender(args.feedback) as fb, pub if pub is not None else contextlib.nullcontext():
         rx = SemanticReceiver(student, modem, radio, link, None if args.no_feedback else fb)
+        events = LinkEvents(pub, source="rx", labels=labels, images=images, classes=list(classes),
+                            sample_rate_hz=modem.config.sample_rate_hz).attach(rx=rx)
+        if pub is not None:
+            print(f"sdr-tosc rx: events on {pub.endpoint}", file=sys.stderr)
+            pub.wait_subscriber(args.events_wait_s)
         if args.record is not None:
             recorder = FrameRecorder(
                 radio.sample_rate_hz, pre_roll=args.record_pre_roll, post_roll=args.record_post_roll,
@@ -130,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"sdr-tosc rx: {ended}", file=sys.stderr)
         counters = radio.counters.as_dict()
         settings = radio.settings()
+        events.finish({"images": len(labels), "received": len(results), "correct": correct})
         last_frames = rx.last_frames
         hw = None
         if recorder is not None:
@@ -167,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"recording written to {meta} ({recorder.kept} samples around {len(recorder.frames)} frames"
                   f"{', truncated at --record-max-samples' if recorder.truncated else ''})")
     if args.plot is not None:
-        _plot(args.plot, last_frames, binned)
+        _plot(args.plot, last_frames, binned, f"sdr-tosc rx: {len(results)}/{n} frames received, accuracy "
+              f"{summary['accuracy'] * 100:.1f} % (lost = wrong)")
         print(f"plot written to {args.plot}")
     if not results:  # a failed run leaves an existing --json as it was
         print("sdr-tosc rx: no frame received" + (f"; {args.json} not written" if args.json else ""),
@@ -178,30 +190,45 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot(path: Path, last_frames, binned) -> None:  # noqa: ANN001
+def _plot(path: Path, last_frames, binned, title: str = "sdr-tosc rx") -> None:  # noqa: ANN001
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     from ..fileio import atomic_path
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
+    ax = axes[0]
     if last_frames:
-        sym = np.concatenate([f.symbols for f in last_frames[-8:]])
-        axes[0].scatter(sym.real, sym.imag, s=6, alpha=0.6)
-    axes[0].set_title("received semantic symbols (last frames)")
-    axes[0].set_aspect("equal", "datalim")
-    axes[0].grid(alpha=0.3)
+        frames = last_frames[-8:]
+        sym = np.concatenate([f.symbols for f in frames])
+        ax.scatter(sym.real, sym.imag, s=6, alpha=0.6)
+        snr = np.mean([f.snr_db for f in frames])
+        ax.set_title(f"received semantic symbols (equalised), last {len(frames)} bursts, {snr:.1f} dB", fontsize=10)
+    else:
+        ax.set_title("received semantic symbols: none", fontsize=10)
+    ax.set_xlabel("I (in-phase)")
+    ax.set_ylabel("Q (quadrature)")
+    ax.set_aspect("equal", "datalim")
+    ax.grid(alpha=0.3)
+    ax = axes[1]
     if binned:
-        axes[1].errorbar([b["snr_db"] for b in binned], [100 * b["accuracy"] for b in binned],
-                         yerr=[[max(0.0, 100 * (b["accuracy"] - b["ci95"][0])) for b in binned],
-                               [max(0.0, 100 * (b["ci95"][1] - b["accuracy"])) for b in binned]], marker="o", capsize=3)
-    axes[1].set_xlabel("measured SNR (dB)")
-    axes[1].set_ylabel("accuracy of received frames (%)")
-    axes[1].set_ylim(0, 100)
-    axes[1].grid(alpha=0.3)
+        ax.errorbar([b["snr_db"] for b in binned], [100 * b["accuracy"] for b in binned],
+                    yerr=[[max(0.0, 100 * (b["accuracy"] - b["ci95"][0])) for b in binned],
+                          [max(0.0, 100 * (b["ci95"][1] - b["accuracy"])) for b in binned]], fmt="o", capsize=3)
+        for b in binned:
+            ax.annotate(str(b["frames"]), (b["snr_db"], 100 * b["ci95"][0]), textcoords="offset points",
+                        xytext=(0, -11), ha="center", fontsize=7)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 5, 10]))
+    ax.set_xlabel("measured SNR (dB, 2-dB bins)")
+    ax.set_ylabel("accuracy of received frames (%)")
+    ax.set_ylim(-3, 100)
+    ax.set_title("accuracy vs measured SNR (95 % interval; numbers: frames)", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.suptitle(title)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
