@@ -23,6 +23,7 @@ from sdr_tosc.link.digital import (
     open_scheme_loopback,
     run_schemes,
     schemes_for,
+    scramble,
     simulate_frames,
     symbols_for_bytes,
 )
@@ -70,12 +71,13 @@ def test_scheme_choices_and_modulation_rule():
 def test_decode_items_batched_matches_decode_bytes():
     dm = DigitalMode(DigitalConfig(modulation="16qam"))
     msgs = [b"x" * 40, bytes(range(40))]
-    sym = np.stack([dm.encode_bytes(m) for m in msgs])
+    assert scramble(scramble(msgs[1])) == msgs[1] and scramble(bytes(40)) != bytes(40)
+    sym = np.stack([dm.encode_bytes(scramble(m)) for m in msgs])
     assert sym.shape[1] == symbols_for_bytes(dm, 40)
     rng = np.random.default_rng(0)
     noisy = sym + 0.05 * (rng.standard_normal(sym.shape) + 1j * rng.standard_normal(sym.shape))
     assert decode_items(dm, noisy, np.full(sym.shape, 0.005)) == msgs
-    assert decode_items(dm, noisy[:1], np.full((1, sym.shape[1]), 0.005))[0] == dm.decode_bytes(noisy[0], 0.005)
+    assert decode_items(dm, noisy[:1], np.full((1, sym.shape[1]), 0.005))[0] == scramble(dm.decode_bytes(noisy[0], 0.005))
     bad = noisy.copy()
     bad[1, :40] = -bad[1, :40]  # far beyond what the code corrects: the CRC says so
     assert decode_items(dm, bad, np.full(sym.shape, 0.005)) == [msgs[0], None]
@@ -134,7 +136,9 @@ def test_schemes_through_channel_process(student, codecs, data):
         assert all(f["crc_ok"] for f in hi[s].frames)
         sim = simulate_frames(codecs[s], data.images, data.labels, hi[s].frames)
         assert abs(hi[s].accuracy - sim["accuracy"]) <= 1 / 24 + 1e-9
-        assert {f["modulation"] for f in lo[s].frames} == {codecs[s].lowest}
+        # the bursts of the warm-up (sent with 15 dB settings) are lost, so the transmitter falls back on its
+        # initial guess until reports from -5 dB arrive; by the last batch it sends the scheme's lowest order
+        assert lo[s].frames[-1]["modulation"] == codecs[s].lowest
         assert lo[s].accuracy <= 0.1, (s, lo[s].summary())  # the cliff: nothing decodes at -5 dB
     assert lo["semantic"].accuracy >= 0.5
     # honest air accounting: preamble, header and padding of every burst are shared by its images
@@ -186,3 +190,18 @@ def test_image_too_large_for_a_burst_is_refused(codecs, data):
                             LinkConfig(), DigitalLinkConfig(modulation="qpsk"))
     with pytest.raises(ValueError, match="more than one burst carries"):
         tx.send(data.images[:2])
+
+
+@pytest.mark.timeout(120)
+def test_heavily_padded_image_survives_the_air(codecs):
+    """Regression: a 225-byte PNG padded to 623 bytes in its burst failed its CRC at 25 dB (the zero padding,
+    unscrambled, made OFDM peaks that the back-off clipped); scrambled, every image decodes."""
+    from sdr_tosc.semantic.datasets import load_dataset
+
+    d = load_dataset("fashion-mnist", "test").subset(np.array([8, 10, 8, 10]))
+    png = codecs["digital-png"]
+    assert [len(b) for b in png.encode(d.images[:2])] == [225, 623]
+    with open_scheme_loopback(["digital-png"], None, {"digital-png": png}, LinkConfig(batch_size=4),
+                              DigitalLinkConfig(modulation="64qam"), snr_db=25.0) as lb:
+        r = run_schemes(lb.txs, lb.rx, d.images, d.labels, progress=False)["digital-png"]
+    assert r.bursts == 1 and all(f["crc_ok"] for f in r.frames), r.frames

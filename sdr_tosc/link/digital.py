@@ -12,8 +12,9 @@ Schemes (reported by these names):
   teacher (:mod:`sdr_tosc.semantic.teachers`). Lossless, so an image that arrives is exactly the test
   image: the curve tops out at the teacher's accuracy, the fairest form of "send the picture".
 
-Each image's bytes go through the modem's digital mode (:class:`~sdr_tosc.modem.DigitalMode`: a 16-bit
-length, the data and a CRC-32 -> K=7 rate-1/2 convolutional code -> interleaver -> Gray QAM). Images of
+Each image's bytes are scrambled (XOR with a fixed pseudo-random sequence, so no run of equal bytes becomes
+an OFDM peak that the back-off clips) and go through the modem's digital mode
+(:class:`~sdr_tosc.modem.DigitalMode`: a 16-bit length, the data and a CRC-32 -> K=7 rate-1/2 convolutional code -> interleaver -> Gray QAM). Images of
 one batch share bursts (``FrameHeader.items``, up to ``LinkConfig.images_per_burst`` and the modem's
 ``max_payload_symbols``); images of different byte sizes are zero-padded to the longest of their burst
 (the padding is sent and counted in ``air_samples_per_image``; PNG ignores bytes after its end chunk).
@@ -81,6 +82,17 @@ KIND_PNG = 2
 MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam")
 _BPS = {"bpsk": 1, "qpsk": 2, "16qam": 4, "64qam": 6}
 _FRAMING_BYTES = 6  # DigitalMode.encode_bytes: 16-bit length + CRC-32
+# Scrambler: every payload is XORed with this fixed pseudo-random sequence before coding (and after decoding),
+# as 802.11 does. Without it a run of equal bytes (the zero padding) maps to one constellation point on every
+# subcarrier, an OFDM symbol with a single huge peak that the transmitter's 10 dB back-off clips: that image
+# then fails its CRC even at 25 dB.
+_WHITENING = np.frombuffer(np.random.default_rng(0x5C4A).bytes(65535), np.uint8)
+
+
+def scramble(data: bytes) -> bytes:
+    """XOR with the fixed whitening sequence (its own inverse)."""
+    a = np.frombuffer(data, np.uint8)
+    return (a ^ _WHITENING[: a.size]).tobytes()
 
 
 def schemes_for(choice: str) -> tuple[str, ...]:
@@ -161,7 +173,8 @@ def symbols_for_bytes(dm: DigitalMode, n_bytes: int) -> int:
 def decode_items(dm: DigitalMode, symbols: np.ndarray, noise_var: np.ndarray) -> list[bytes | None]:
     """``[items, L]`` received symbols (and noise variances) -> each item's bytes, or None (CRC/length failed).
 
-    The batched form of ``DigitalMode.decode_bytes`` (one Viterbi pass for all items of a burst)."""
+    The batched form of ``DigitalMode.decode_bytes`` (one Viterbi pass for all items of a burst), followed by
+    :func:`scramble` (the transmitter scrambles before ``encode_bytes``)."""
     sym = np.atleast_2d(symbols)
     nv = np.atleast_2d(noise_var)
     n_items, length = sym.shape
@@ -179,7 +192,7 @@ def decode_items(dm: DigitalMode, symbols: np.ndarray, noise_var: np.ndarray) ->
             out.append(None)
             continue
         data, crc = raw[2:2 + n], int.from_bytes(raw[2 + n:6 + n], "big")
-        out.append(data if zlib.crc32(data) == crc else None)
+        out.append(scramble(data) if zlib.crc32(data) == crc else None)
     return out
 
 
@@ -344,7 +357,8 @@ class DigitalTransmitter:
         bursts, records = [], []
         for g in groups:
             longest = max(len(payloads[j]) for j in g)
-            sym = np.concatenate([dm.encode_bytes(payloads[j] + bytes(longest - len(payloads[j]))) for j in g])
+            sym = np.concatenate([dm.encode_bytes(scramble(payloads[j] + bytes(longest - len(payloads[j]))))
+                                  for j in g])
             seq = (first_index + g[0]) % SEQ_MOD
             header = FrameHeader(seq=seq, kind=self.codec.kind, snr_report_db=snr, items=len(g), robust=robust)
             iq = self.modem.modulate(sym, header)
@@ -547,7 +561,7 @@ def simulate_frames(codec: Any, images: np.ndarray, labels: np.ndarray, frames: 
     for p, f in zip(payloads, frames, strict=True):
         snr = f["snr_dec_db"] if f.get("received") and f.get("snr_dec_db") is not None else fallback
         dm = DigitalMode(DigitalConfig(modulation=f["modulation"]))
-        x = dm.encode_bytes(p)
+        x = dm.encode_bytes(scramble(p))
         no = 10.0 ** (-snr / 10.0)
         y = x + (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size)) * math.sqrt(no / 2)
         got += decode_items(dm, y[None, :], np.full((1, x.size), no))
