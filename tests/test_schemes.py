@@ -205,3 +205,17 @@ def test_heavily_padded_image_survives_the_air(codecs):
                               DigitalLinkConfig(modulation="64qam"), snr_db=25.0) as lb:
         r = run_schemes(lb.txs, lb.rx, d.images, d.labels, progress=False)["digital-png"]
     assert r.bursts == 1 and all(f["crc_ok"] for f in r.frames), r.frames
+
+
+@pytest.mark.timeout(120)
+def test_demo_scheme_digital_latent(tmp_path, capsys):
+    from sdr_tosc.cli import main
+
+    js = tmp_path / "d.json"
+    rc = main(["demo", "--scheme", "digital-latent", "--snr-db", "15", "--images", "8", "--batch-size", "8",
+               "--no-progress", "--json", str(js)])
+    out = capsys.readouterr()
+    assert rc == 0, out
+    res = json.loads(js.read_text())["schemes"]
+    assert list(res) == ["digital-latent"] and res["digital-latent"]["summary"]["images"] == 8
+    assert "digital-latent" in out.out

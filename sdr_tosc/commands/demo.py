@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..link.events import add_events_args
 from .common import add_json_flag, write_result
+from .schemeargs import add_scheme_args, scheme_codecs
 from .linkargs import (
     add_link_args,
     add_loopback_channel_args,
@@ -29,6 +30,7 @@ EXAMPLES = """
   sdr-tosc demo                                      # 200 test images at 10 dB SNR, 2 kHz CFO
   sdr-tosc demo --snr-db 0 --multipath epa --fading rayleigh --images 500 --json demo.json --plot demo.png
   sdr-tosc demo --checkpoint runs/student.safetensors --no-feedback --initial-snr-db 5
+  sdr-tosc demo --scheme both --snr-db 0 --images 100     # semantic vs digital-latent vs digital-png, same channel
   sdr-tosc demo --images 5000 --monitor                # and watch it live in a browser (URL printed)
   # one full-duplex radio, TX port cabled to RX port through a 30 dB attenuator:
   sdr-tosc demo --radio pluto --uri ip:192.168.2.1 --center-freq-hz 915e6 --tx-gain-db -20 --rx-gain-db 30 \
@@ -52,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rx-gain-db", dest="radio_rx_gain_db", type=float, help="RX gain")
     add_loopback_channel_args(p)
     add_link_args(p)
+    add_scheme_args(p)
     p.add_argument("--plot", type=Path, help="write a PNG: constellation vs transmitted symbols with EVM, spectrum "
                    "of the last burst, misclassified examples")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -96,6 +99,8 @@ def _run(args: argparse.Namespace, pub) -> int:  # noqa: ANN001
     student = load_student(args)
     images, labels, classes = load_images(args)
     mcfg = modem_config(args)
+    if args.scheme != "semantic":
+        return _run_schemes(args, student, images, labels, classes, mcfg)
     if args.radio:
         chan = None
         from ..calibrate import rx_wait_samples
@@ -166,6 +171,45 @@ def _run(args: argparse.Namespace, pub) -> int:  # noqa: ANN001
 
 def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.3g}"
+
+
+def _run_schemes(args: argparse.Namespace, student, images, labels, classes, mcfg) -> int:  # noqa: ANN001
+    """``--scheme digital|both|digital-*``: the schemes take turns batch by batch over the same channel."""
+    from ..link.digital import open_scheme_loopback, open_scheme_radio_loopback, run_schemes
+
+    schemes, codecs, dcfg = scheme_codecs(args, student, images.shape[1:])
+    if args.radio:
+        chan = None
+        link = link_config(args, pack_bursts=True, rx_slack_samples=int(0.5 * args.sample_rate_hz))
+        radio = open_radio_from(args.radio, args.uri, "trx", parse_opts(args.radio_opt, "--radio-opt"), args)
+        ctx = open_scheme_radio_loopback(schemes, student, codecs, radio, link, dcfg, mcfg, feedback=not args.no_feedback)
+        where = f"{radio!r} (TX looped to RX)"
+    else:
+        chan = channel_settings(args, sample_rate_hz=args.sample_rate_hz)
+        link = link_config(args)
+        ctx = open_scheme_loopback(schemes, student, codecs, link, dcfg, mcfg, feedback=not args.no_feedback, **chan)
+        where = (f"channel simulator snr={chan['snr_db']} dB cfo={chan['cfo_hz']:g} Hz "
+                 f"multipath={chan['multipath']} fading={chan['fading']}")
+    print(f"sdr-tosc demo: {len(images)} {args.dataset} test images x {len(schemes)} schemes ({', '.join(schemes)}) "
+          f"through {where}", file=sys.stderr)
+    with ctx as lb:
+        reports = run_schemes(lb.txs, lb.rx, images, labels, progress=not args.no_progress,
+                              truth=(lambda: lb.channel.truth()) if lb.channel is not None else None)
+    print(f"{'scheme':>15} {'accuracy':>9} {'lost':>6} {'CRC fail':>9} {'SNR dB':>7} {'air/image':>10}  modulations")
+    out = {}
+    for name, r in reports.items():
+        crc = sum(1 for f in r.frames if f.get("received") and f.get("crc_ok") is False) / max(len(r.frames), 1)
+        mods = sorted({f["modulation"] for f in r.frames if f.get("modulation")})
+        print(f"{name:>15} {r.accuracy * 100:8.2f}% {r.frame_loss * 100:5.1f}% {crc * 100:8.1f}% "
+              f"{r.snr_db_mean:7.2f} {r.air_samples_per_image:10.1f}  {','.join(mods) or '-'}")
+        out[name] = {"summary": r.summary(), "crc_failed": crc, "modulations": mods, "frames": r.frames}
+    if args.plot is not None:
+        first = reports[schemes[0]]
+        _plot(args.plot, first, None, images, labels, classes, args.sample_rate_hz)
+        print(f"plot written to {args.plot}")
+    write_result(args.json, {"schemes": out},
+                 {"link": link, "modem": mcfg, "digital": dcfg, **({"channel": chan} if chan else {})})
+    return 0
 
 
 def _plot(path: Path, report, burst, images, labels, classes, fs: float) -> None:  # noqa: ANN001
