@@ -219,3 +219,35 @@ def test_demo_scheme_digital_latent(tmp_path, capsys):
     res = json.loads(js.read_text())["schemes"]
     assert list(res) == ["digital-latent"] and res["digital-latent"]["summary"]["images"] == 8
     assert "digital-latent" in out.out
+
+
+@pytest.mark.timeout(180)
+def test_tx_and_rx_verbs_scheme_both_through_a_channel_process(tmp_path):
+    """Two processes' worth of verbs (threads here) over the channel process: rx --scheme both scores every
+    scheme; the digital bursts are told apart by header kind on one stream."""
+    import socket
+    import threading
+
+    from sdr_tosc.channel import ChannelSimulator
+    from sdr_tosc.cli import main
+
+    rx_json = tmp_path / "rx.json"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        fb = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    with ChannelSimulator(snr_db=18.0, cfo_hz=1500.0, seed=4) as ch:
+        rc = {}
+        t = threading.Thread(target=lambda: rc.setdefault("rx", main(
+            ["rx", "--uri", ch.out_endpoint, "--images", "8", "--feedback", fb, "--timeout-s", "20", "--no-progress",
+             "--scheme", "both", "--json", str(rx_json)])))
+        t.start()
+        rc["tx"] = main(["tx", "--uri", ch.in_endpoint, "--images", "8", "--feedback-bind", fb, "--batch-size", "8",
+                         "--scheme", "both"])
+        t.join(90)
+    assert rc == {"tx": 0, "rx": 0}
+    res = json.loads(rx_json.read_text())
+    assert set(res["schemes"]) == set(SCHEMES)
+    for sc, r in res["schemes"].items():
+        assert r["received"] == 8 and r["accuracy"] >= 0.75, (sc, r)
+    assert {f["scheme"] for f in res["frames"]} == set(SCHEMES)
+    assert all(f["crc_ok"] for f in res["frames"] if f["scheme"] != "semantic")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..link.events import add_events_args
 from .common import add_json_flag, write_result
+from .schemeargs import add_scheme_args, scheme_codecs
 from .linkargs import (
     add_link_args,
     add_radio_args,
@@ -29,6 +30,8 @@ EXAMPLES = """
       --feedback tcp://TX-HOST:5600 --images 1000 --json rx.json --plot rx.png
   # on one laptop, with 'sdr-tosc channel' running:
   sdr-tosc rx --radio zmq --uri tcp://127.0.0.1:5556 --images 200 --feedback tcp://127.0.0.1:5600
+  # the semantic scheme and both digital baselines ('sdr-tosc tx --scheme both' on the other end):
+  sdr-tosc rx --radio zmq --uri tcp://127.0.0.1:5556 --images 200 --feedback tcp://127.0.0.1:5600 --scheme both
   # through a GNU Radio flowgraph (flowgraphs/channel_model.grc, or a ZMQ<->Pluto/USRP bridge):
   sdr-tosc rx --radio zmq --gnuradio --uri tcp://127.0.0.1:5556 --images 200
   # keep the samples around every frame, then replay them through the receiver (same predictions):
@@ -41,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_student_args(p)
     add_radio_args(p, "rx")
     add_link_args(p)
+    add_scheme_args(p)
     p.add_argument("--feedback", default="tcp://127.0.0.1:5600", metavar="ENDPOINT",
                    help="the transmitter's --feedback-bind endpoint for SNR reports (default %(default)s)")
     p.add_argument("--timeout-s", type=float, default=30.0,
@@ -74,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     images, labels, classes = load_images(args)
     link = link_config(args)
     modem = Modem(modem_config(args))
-    results: dict[int, object] = {}
+    results: dict[tuple[str, int], object] = {}  # (scheme, seq) -> frame result
+    schemes, codecs, dcfg = scheme_codecs(args, student, images.shape[1:])
     recorder = None
     if args.record is not None:
         from ..radio.recording import FrameRecorder
@@ -87,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
     with open_radio_from(args.radio, args.uri, "rx", parse_opts(args.radio_opt, "--radio-opt"), args) as radio, \
             FeedbackSender(args.feedback) as fb, pub if pub is not None else contextlib.nullcontext():
         rx = SemanticReceiver(student, modem, radio, link, None if args.no_feedback else fb)
+        if schemes != ("semantic",):  # one stream for every scheme, bursts told apart by header kind
+            from ..link.digital import SchemeReceiver
+
+            rx = SchemeReceiver(modem, radio, link, rx if "semantic" in schemes else None, codecs, dcfg,
+                                None if args.no_feedback else fb)
         events = LinkEvents(pub, source="rx", labels=labels, images=images, classes=list(classes),
                             sample_rate_hz=modem.config.sample_rate_hz).attach(rx=rx)
         if pub is not None:
@@ -99,28 +109,30 @@ def run(args: argparse.Namespace) -> int:
                 history_samples=args.record_pre_roll + 2 * link.rx_chunk_samples + rx.stream.max_frame_samples)
         print(f"sdr-tosc rx: {radio!r}; SNR reports to {args.feedback}; waiting for {len(labels)} frames",
               file=sys.stderr)
-        bar = tqdm(total=len(labels), desc="rx", unit="img", disable=args.no_progress)
+        expected = len(labels) * len(schemes)
+        bar = tqdm(total=expected, desc="rx", unit="img", disable=args.no_progress)
         last_new = time.monotonic()
         correct = 0
 
         def take(got: list) -> None:
             nonlocal correct, last_new
-            for r in got:
+            for item in got:
+                scheme, r = item if isinstance(item, tuple) else ("semantic", item)
                 if recorder is not None:
                     recorder.mark(r.start, r.end - r.start, label=f"seq {r.seq}", fields={
                         "seq": int(r.seq), "pred": int(r.pred), "snr_db": float(r.snr_db),
                         "snr_dec_db": float(r.snr_dec_db), "cfo_hz": float(r.cfo_hz), "n_symbols": int(r.n_symbols),
-                        "snr_tx_db": float(r.snr_tx_db),
+                        "snr_tx_db": float(r.snr_tx_db), "scheme": scheme,
                         **({"label": int(labels[r.seq])} if r.seq < len(labels) else {})})
-                if r.seq >= len(labels) or r.seq in results:
+                if r.seq >= len(labels) or (scheme, r.seq) in results:
                     continue  # a frame of another run, or a repeat
-                results[r.seq] = r
+                results[(scheme, r.seq)] = r
                 correct += int(r.pred == labels[r.seq])
                 last_new = time.monotonic()
                 bar.update(1)
                 bar.set_postfix(acc=f"{correct / len(results):.3f}", snr=f"{r.snr_db:.1f}dB", k=r.n_symbols)
 
-        while len(results) < len(labels) and time.monotonic() - last_new < args.timeout_s:
+        while len(results) < expected and time.monotonic() - last_new < args.timeout_s:
             try:
                 got = rx.receive(link.rx_chunk_samples)
             except EOFError as exc:  # a file radio reached the end of its recording
@@ -149,9 +161,21 @@ def run(args: argparse.Namespace) -> int:
             hw = hw_description(radio)
     wall = time.perf_counter() - t0
     frames = [{"index": s, "seq": s, "label": int(labels[s]), "received": True, "pred": r.pred, "snr_db": r.snr_db,
-               "snr_dec_db": r.snr_dec_db, "cfo_hz": r.cfo_hz, "n_symbols": r.n_symbols, "snr_tx_db": r.snr_tx_db}
-              for s, r in sorted(results.items())]
-    n = len(labels)
+               "snr_dec_db": r.snr_dec_db, "cfo_hz": r.cfo_hz, "n_symbols": r.n_symbols, "snr_tx_db": r.snr_tx_db,
+               **({"scheme": sc} if len(schemes) > 1 or sc != "semantic" else {}),
+               **({"crc_ok": r.crc_ok, "modulation": r.modulation} if hasattr(r, "crc_ok") else {})}
+              for (sc, s), r in sorted(results.items())]
+    n = len(labels) * len(schemes)
+    per_scheme = {}
+    for sc in schemes:
+        got = [r for (k, _), r in results.items() if k == sc]
+        ok = sum(int(r.pred == labels[r.seq]) for r in got)
+        per_scheme[sc] = {"received": len(got), "correct": ok, "accuracy": ok / len(labels),
+                          "frame_loss": 1 - len(got) / len(labels),
+                          "crc_failed": sum(1 for r in got if getattr(r, "crc_ok", True) is False) / len(labels)}
+        if len(schemes) > 1 or sc != "semantic":
+            print(f"{sc:>15}: accuracy {ok / len(labels) * 100:6.2f}% (lost/CRC-failed = wrong), "
+                  f"received {len(got)}/{len(labels)}, CRC failed {per_scheme[sc]['crc_failed'] * 100:.1f}%")
     summary = {
         "images": n, "received": len(results), "correct": correct, "accuracy": correct / n,
         "accuracy_received": correct / len(results) if results else 0.0, "frame_loss": 1 - len(results) / n,
@@ -161,7 +185,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"received {len(results)}/{n} frames; accuracy {summary['accuracy'] * 100:.2f}% (lost = wrong), "
           f"{summary['accuracy_received'] * 100:.2f}% of received; mean SNR {summary['snr_db_mean']} dB; "
           f"overflows {counters['overflows']}, dropped samples {counters['dropped_samples']}")
-    binned = bin_by_snr(frames)
+    if len(schemes) > 1:
+        binned = [{"scheme": sc, **b} for sc in schemes for b in bin_by_snr([f for f in frames if f.get("scheme") == sc])]
+    else:
+        binned = bin_by_snr(frames)
     if recorder is not None:
         from ..modem import FrameHeader
         from ..radio.recording import occupied_band_hz
@@ -185,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         print("sdr-tosc rx: no frame received" + (f"; {args.json} not written" if args.json else ""),
               file=sys.stderr)
         return 1
-    write_result(args.json, {"summary": summary, "binned": binned, "radio": settings, "radio_counters": counters,
+    write_result(args.json, {"summary": summary, "schemes": per_scheme, "binned": binned, "radio": settings, "radio_counters": counters,
                              "frames": frames}, {"link": link, "modem": modem.config})
     return 0
 

@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from .common import add_json_flag, write_result
+from .schemeargs import add_scheme_args, scheme_codecs
 from .linkargs import (
     add_link_args,
     add_radio_args,
@@ -28,6 +29,8 @@ EXAMPLES = """
       --images 1000 --feedback-bind tcp://0.0.0.0:5600
   # two processes on one laptop, with 'sdr-tosc channel' running between them:
   sdr-tosc tx --radio zmq --uri tcp://127.0.0.1:5555 --images 200 --feedback-bind tcp://127.0.0.1:5600
+  # semantic and both digital baselines taking turns over the same air (the receiver: 'sdr-tosc rx --scheme both'):
+  sdr-tosc tx --radio zmq --uri tcp://127.0.0.1:5555 --images 200 --scheme both
   # through a GNU Radio flowgraph (flowgraphs/channel_model.grc, or a ZMQ<->Pluto/USRP bridge):
   sdr-tosc tx --radio zmq --gnuradio --uri tcp://127.0.0.1:5555 --images 200
 """
@@ -37,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_student_args(p)
     add_radio_args(p, "tx")
     add_link_args(p)
+    add_scheme_args(p)
     p.add_argument("--feedback-bind", default="tcp://127.0.0.1:5600", metavar="ENDPOINT",
                    help="where to listen for the receiver's SNR reports (default %(default)s; "
                         "tcp://0.0.0.0:5600 to accept them from another host)")
@@ -63,6 +67,14 @@ def run(args: argparse.Namespace) -> int:
             FeedbackReceiver(args.feedback_bind, bind=True, initial_snr_db=link.initial_snr_db,
                              alpha=link.feedback_alpha) as fb:
         tx = SemanticTransmitter(student, modem, radio, link, None if args.no_feedback else fb)
+        txs = {"semantic": tx}
+        if args.scheme != "semantic":
+            from ..link.digital import build_schemes
+
+            schemes, codecs, _dcfg = scheme_codecs(args, student, images.shape[1:])
+            txs, _ = build_schemes(schemes, student, codecs, modem, radio, radio, link, _dcfg,
+                                   None if args.no_feedback else fb, None)
+            tx = next(iter(txs.values()))
         print(f"sdr-tosc tx: {radio!r}; feedback on {fb.endpoint}; {len(images)} images x "
               f"{args.repeat or 'inf'}", file=sys.stderr)
         if args.gnuradio:  # silence ahead of the first burst: the receiver's frame search starts in noise
@@ -70,13 +82,16 @@ def run(args: argparse.Namespace) -> int:
         rounds = 0
         while args.repeat == 0 or rounds < args.repeat:
             for b0 in range(0, len(images), link.batch_size):
-                sent = tx.send(images[b0:b0 + link.batch_size], first_index=b0)
-                sent_total += len(sent)
-                if pace:
-                    time.sleep(airtime_samples(sent, link.gap_samples) / radio.sample_rate_hz)
-                if args.verbose:
-                    print(f"sent {sent_total} images ({tx.bursts} bursts); encoder SNR {sent[-1].snr_tx_db:.1f} dB, "
-                          f"{sent[-1].n_symbols} symbols", file=sys.stderr)
+                for name, t in txs.items():  # several schemes: each batch once per scheme, back to back
+                    sent = t.send(images[b0:b0 + link.batch_size], first_index=b0)
+                    sent_total += len(sent)
+                    if pace:
+                        time.sleep(airtime_samples(sent, link.gap_samples) / radio.sample_rate_hz)
+                    if args.verbose:
+                        print(f"{name}: sent {t.sent} images ({t.bursts} bursts); SNR {sent[-1].snr_tx_db:.1f} dB, "
+                              f"{sent[-1].n_symbols} symbols" + (f" {sent[-1].modulation}"
+                                                                 if hasattr(sent[-1], "modulation") else ""),
+                              file=sys.stderr)
             rounds += 1
         if args.gnuradio:
             # a flowgraph forwards only what it is given: silence after the last burst lets a receiver that
@@ -88,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
         last_snr = tx.current_snr_db()
         reports = fb.received
     wall = time.perf_counter() - t0
-    print(f"sent {sent_total} images in {tx.bursts} bursts in {wall:.1f} s; {reports} SNR reports received, last smoothed SNR "
+    print(f"sent {sent_total} images in {sum(t.bursts for t in txs.values())} bursts in {wall:.1f} s; {reports} SNR reports received, last smoothed SNR "
           f"{last_snr:.1f} dB; underflows {counters['underflows']}")
-    write_result(args.json, {"frames_sent": sent_total, "wall_s": wall, "feedback_reports": reports,
+    write_result(args.json, {"frames_sent": sent_total, "schemes": list(txs), "wall_s": wall, "feedback_reports": reports,
                              "last_snr_db": last_snr, "radio": settings, "radio_counters": counters},
                  {"link": link, "modem": modem.config})
     return 0
