@@ -9,7 +9,6 @@ from pathlib import Path
 
 from ..link.events import add_events_args
 from .common import add_json_flag, write_result
-from .schemeargs import add_scheme_args, scheme_codecs
 from .linkargs import (
     add_link_args,
     add_loopback_channel_args,
@@ -24,6 +23,7 @@ from .linkargs import (
     radio_kinds,
     uri_help,
 )
+from .schemeargs import add_scheme_args, scheme_codecs
 
 HELP = "loopback demo: student encoder -> OFDM modem -> zmq radio -> simulated air -> receiver -> class"
 EXAMPLES = """

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from ..link.events import add_events_args
 from .common import add_json_flag, write_result
-from .schemeargs import add_scheme_args, scheme_codecs
 from .linkargs import (
     add_link_args,
     add_radio_args,
@@ -22,6 +21,7 @@ from .linkargs import (
     open_radio_from,
     parse_opts,
 )
+from .schemeargs import add_scheme_args, scheme_codecs
 
 HELP = "receive semantic frames from a radio, classify them, report SNR back, score against the data set"
 EXAMPLES = """

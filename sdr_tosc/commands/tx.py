@@ -9,7 +9,6 @@ import time
 import numpy as np
 
 from .common import add_json_flag, write_result
-from .schemeargs import add_scheme_args, scheme_codecs
 from .linkargs import (
     add_link_args,
     add_radio_args,
@@ -21,6 +20,7 @@ from .linkargs import (
     open_radio_from,
     parse_opts,
 )
+from .schemeargs import add_scheme_args, scheme_codecs
 
 HELP = "transmit test images as semantic symbols through a radio, adapting to the receiver's SNR reports"
 EXAMPLES = """
