@@ -21,6 +21,7 @@ its high-SNR accuracy (the best over the grid), and ``cliff_vs_semantic_db`` = d
 (``below_grid`` when already at -5 dB).
 
 Usage: .venv/bin/python benchmarks/bench_schemes.py [--images 100] [--snr-db -5:25:5] [--batch-size 50]
+       [--scheme both] [--digital-modulation auto|bpsk|qpsk|16qam|64qam]
 """
 
 from __future__ import annotations
@@ -48,13 +49,60 @@ def cliff(snrs: list[float], acc: list[float]) -> dict:
     return {"snr_db": None, "below_grid": False, "high_snr_accuracy": top}
 
 
+def plot(out: dict, path: str) -> None:
+    """Accuracy vs measured SNR per scheme (link solid, own simulation dashed) and air samples per image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sdr_tosc.fileio import atomic_path
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
+    for k, s in enumerate(out["schemes"]):
+        x = [p[s]["snr_db_measured"] if p[s]["snr_db_measured"] == p[s]["snr_db_measured"] else p["snr_db_set"]
+             for p in out["points"]]
+        c = out["cliff_db"][s]["snr_db"]
+        ax.plot(x, [100 * p[s]["accuracy"] for p in out["points"]], "o-", color=f"C{k}",
+                label=f"{s} over the link (cliff {'<= ' if out['cliff_db'][s]['below_grid'] else ''}{c} dB)")
+        ax.plot(x, [100 * p[s]["simulated"]["accuracy"] for p in out["points"]], "x--", color=f"C{k}", alpha=0.6,
+                label=f"{s}, simulation")
+        bx.plot(x, [p[s]["air_samples_per_image"] for p in out["points"]], "o-", color=f"C{k}", label=s)
+    ax.set_xlabel("measured SNR (dB)")
+    ax.set_ylabel("accuracy (%) (lost / CRC-failed = wrong)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5, loc="lower right")
+    bx.set_yscale("log")
+    bx.set_xlabel("measured SNR (dB)")
+    bx.set_ylabel("air samples per image (preamble, header, padding included)")
+    bx.grid(alpha=0.3, which="both")
+    bx.legend(fontsize=8)
+    fig.suptitle(f"semantic vs separate source/channel coding over the loopback channel process "
+                 f"({out['images']} Fashion-MNIST test images per SNR, AWGN, 2 kHz CFO)", fontsize=10)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=100, help="test images per SNR (default 100)")
     ap.add_argument("--snr-db", default="-5:25:5", help="START:STOP:STEP of the channel SNR (default -5:25:5)")
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--scheme", default="both", help="semantic|digital|both|digital-latent|digital-png (default both)")
+    ap.add_argument("--digital-modulation", default="auto",
+                    help="auto (adaptive) or a fixed modulation; 16qam reproduces evaluate's digital setting")
+    ap.add_argument("--plot", default=None, help="also draw the curves to this PNG")
+    ap.add_argument("--from-json", default=None, help="only redraw --plot from an earlier run's JSON output")
     a = ap.parse_args()
+    if a.from_json:
+        with open(a.from_json) as fh:
+            old = json.load(fh)
+        old.setdefault("schemes", [s for s in ("semantic", "digital-latent", "digital-png") if s in old["cliff_db"]])
+        plot(old, a.plot or "bench_schemes.png")
+        return
 
     import torch
 
@@ -62,12 +110,12 @@ def main() -> None:
     from sdr_tosc.link import LinkConfig
     from sdr_tosc.link.digital import (
         DIGITAL_SCHEMES,
-        SCHEMES,
         DigitalLinkConfig,
         load_default_teacher,
         make_codecs,
         open_scheme_loopback,
         run_schemes,
+        schemes_for,
         simulate_frames,
     )
     from sdr_tosc.semantic.datasets import load_dataset
@@ -81,17 +129,19 @@ def main() -> None:
     data = load_dataset("fashion-mnist", "test")
     warm = data.subset(np.arange(a.images, a.images + a.batch_size))
     test = data.subset(np.arange(a.images))
-    digital = DigitalLinkConfig()
-    codecs = make_codecs(SCHEMES, student, load_default_teacher, data.image_shape, digital)
+    digital = DigitalLinkConfig(modulation=a.digital_modulation)
+    schemes = schemes_for(a.scheme)
+    codecs = make_codecs(schemes, student, load_default_teacher, data.image_shape, digital)
     link = LinkConfig(batch_size=a.batch_size)
     out: dict = {"images": a.images, "snr_db": snrs, "channel": "AWGN, 2 kHz CFO, channel process (loopback)",
                  "link": {"batch_size": a.batch_size, "images_per_burst": link.images_per_burst},
-                 "digital": {"thresholds_db": list(digital.thresholds_db), "latent_bits": digital.latent_bits,
+                 "schemes": list(schemes),
+                 "digital": {"modulation": digital.modulation, "thresholds_db": list(digital.thresholds_db), "latent_bits": digital.latent_bits,
                              "latent_source_snr_db": digital.latent_source_snr_db,
                              "code": "K=7 rate-1/2 convolutional, soft Viterbi", "png": "Pillow, optimize=True"},
                  "points": []}
     t0 = time.perf_counter()
-    with open_scheme_loopback(SCHEMES, student, codecs, link, digital, snr_db=snrs[0], cfo_hz=2000.0) as lb:
+    with open_scheme_loopback(schemes, student, codecs, link, digital, snr_db=snrs[0], cfo_hz=2000.0) as lb:
         for snr in snrs:
             lb.channel.set(snr_db=snr)
             run_schemes(lb.txs, lb.rx, warm.images, warm.labels, progress=False)
@@ -122,7 +172,7 @@ def main() -> None:
                     p["within_2_points"] = abs(p["delta_points"]) <= 2.0
                 point[scheme] = p
             print(f"{snr:+5.1f} dB: " + "  ".join(f"{s} {point[s]['accuracy']:.3f} (sim {point[s]['simulated']['accuracy']})"
-                                                for s in SCHEMES), file=sys.stderr, flush=True)
+                                                for s in schemes), file=sys.stderr, flush=True)
             out["points"].append(point)
     ev, _info = digital_accuracy_vs_snr(student, test, snrs, "awgn", seed=5)
     for p, e in zip(out["points"], ev, strict=True):
@@ -130,16 +180,18 @@ def main() -> None:
     out["curves"] = {s: {"accuracy": [p[s]["accuracy"] for p in out["points"]],
                          "simulated": [p[s]["simulated"]["accuracy"] for p in out["points"]],
                          "air_samples_per_image": [p[s]["air_samples_per_image"] for p in out["points"]]}
-                     for s in SCHEMES}
-    out["cliff_db"] = {s: cliff(snrs, out["curves"][s]["accuracy"]) for s in SCHEMES}
-    sem = out["cliff_db"]["semantic"]["snr_db"]
+                     for s in schemes}
+    out["cliff_db"] = {s: cliff(snrs, out["curves"][s]["accuracy"]) for s in schemes}
+    sem = out["cliff_db"].get("semantic", {}).get("snr_db")
     out["cliff_vs_semantic_db"] = {s: (round(out["cliff_db"][s]["snr_db"] - sem, 2)
                                        if out["cliff_db"][s]["snr_db"] is not None and sem is not None else None)
-                                   for s in DIGITAL_SCHEMES}
+                                   for s in DIGITAL_SCHEMES if s in schemes}
     out["digital_within_2_points_everywhere"] = {
-        s: all(p[s].get("within_2_points", False) for p in out["points"]) for s in DIGITAL_SCHEMES}
+        s: all(p[s].get("within_2_points", False) for p in out["points"]) for s in DIGITAL_SCHEMES if s in schemes}
     out["seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(out, indent=1))
+    if a.plot:
+        plot(out, a.plot)
 
 
 if __name__ == "__main__":
