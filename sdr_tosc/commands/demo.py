@@ -33,7 +33,7 @@ EXAMPLES = """
   sdr-tosc demo --scheme both --snr-db 0 --images 100     # semantic vs digital-latent vs digital-png, same channel
   sdr-tosc demo --images 5000 --monitor                # and watch it live in a browser (URL printed)
   # one full-duplex radio, TX port cabled to RX port through a 30 dB attenuator:
-  sdr-tosc demo --radio pluto --uri ip:192.168.2.1 --center-freq-hz 915e6 --tx-gain-db -20 --rx-gain-db 30 \
+  sdr-tosc demo --radio pluto --uri ip:192.168.2.1 --center-freq-hz 2.44e9 --tx-gain-db -20 --rx-gain-db 30 \
       --radio-opt tx_cyclic=true
   # a virtual USRP (no hardware): its TX reaches its RX through a channel simulator it starts
   sdr-tosc demo --radio usrp --uri type=virtual --images 50

@@ -29,7 +29,7 @@ EXAMPLES = """
   sdr-tosc measure --sweep-snr-db -5:25:5 --scheme both --images 200 --plot cliff.png  # semantic vs digital
   sdr-tosc measure --sweep-snr-db 0:20:5 --multipath epa --fading rayleigh --images 200
   sdr-tosc measure --tx-radio pluto --tx-uri ip:192.168.2.1 --rx-radio pluto --rx-uri ip:192.168.3.1 \\
-      --center-freq-hz 915e6 --rx-gain-db 40 --sweep-tx-gain-db -70:-10:10 --images 300 --plot ota.png
+      --center-freq-hz 2.44e9 --rx-gain-db 40 --sweep-tx-gain-db -70:-10:10 --images 300 --plot ota.png
   sdr-tosc measure --tx-radio pluto --tx-uri ip:192.168.2.1 --rx-radio pluto --rx-uri ip:192.168.3.1 \\
       --calibration calibration/pluto-ip_192.168.2.1.json --target-snr-db 0:20:5
 """

@@ -26,7 +26,7 @@ from .schemeargs import add_scheme_args, scheme_codecs
 HELP = "receive semantic frames from a radio, classify them, report SNR back, score against the data set"
 EXAMPLES = """
   # two Plutos on two hosts (start this first; TX-HOST runs 'sdr-tosc tx --feedback-bind tcp://0.0.0.0:5600'):
-  sdr-tosc rx --radio pluto --uri ip:192.168.3.1 --center-freq-hz 915e6 --rx-gain-db 40 \\
+  sdr-tosc rx --radio pluto --uri ip:192.168.3.1 --center-freq-hz 2.44e9 --rx-gain-db 40 \\
       --feedback tcp://TX-HOST:5600 --images 1000 --json rx.json --plot rx.png
   # on one laptop, with 'sdr-tosc channel' running:
   sdr-tosc rx --radio zmq --uri tcp://127.0.0.1:5556 --images 200 --feedback tcp://127.0.0.1:5600

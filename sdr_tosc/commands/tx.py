@@ -25,7 +25,7 @@ from .schemeargs import add_scheme_args, scheme_codecs
 HELP = "transmit test images as semantic symbols through a radio, adapting to the receiver's SNR reports"
 EXAMPLES = """
   # two Plutos on two hosts (start 'sdr-tosc rx' on the other host first):
-  sdr-tosc tx --radio pluto --uri ip:192.168.2.1 --center-freq-hz 915e6 --tx-gain-db -10 \\
+  sdr-tosc tx --radio pluto --uri ip:192.168.2.1 --center-freq-hz 2.44e9 --tx-gain-db -10 \\
       --images 1000 --feedback-bind tcp://0.0.0.0:5600
   # two processes on one laptop, with 'sdr-tosc channel' running between them:
   sdr-tosc tx --radio zmq --uri tcp://127.0.0.1:5555 --images 200 --feedback-bind tcp://127.0.0.1:5600
