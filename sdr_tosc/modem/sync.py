@@ -118,7 +118,7 @@ def detect(x: np.ndarray, grid: ResourceGrid, threshold: float, max_cfo: float) 
     np.square(spec, out=spec)
     tot = spec[:, 0] + spec[:, 1]
     pwr = tot[:, 0::2] + tot[:, 1::2]  # |C(f)|^2 summed over the two phases, [K, 64]
-    kmax = int(np.ceil(max_cfo * SYNC_PERIOD * _NFFT)) + 1
+    kmax = min(int(np.ceil(max_cfo * SYNC_PERIOD * _NFFT)) + 1, _NFFT // 2)  # past fs/16: every bin (aliases)
     valid = np.abs(np.fft.fftfreq(_NFFT, 1.0 / _NFFT)) <= kmax
     pwr[:, ~valid] = 0.0
     k = np.argmax(pwr, axis=1)
@@ -178,14 +178,22 @@ def _phase_slope(corr: np.ndarray, max_slope: float = np.pi) -> np.ndarray:
 phase_slope = _phase_slope
 
 
-def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_periods: int) -> list[Candidate]:
-    """Timing, fine CFO and DC for every detection at once; drops those that fail the gates."""
+def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_periods: int,
+                max_cfo: float = 0.044) -> list[Candidate]:
+    """Timing, fine CFO and DC for every detection at once; drops those that fail the gates.
+
+    The detection's CFO is known modulo fs / 8 (the sync period); when ``max_cfo`` reaches past fs / 16, the
+    aliases ``cfo +- fs / 8`` within range are tried as well and the one whose timing correlation is best kept
+    (the LTF is not 8-periodic, so only the right one correlates).
+    """
     if not dets:
         return []
     cp = grid.cp
-    w0 = np.array([d.window for d in dets], dtype=np.int64)
-    cfo = np.array([d.cfo for d in dets])
-    metric = np.array([d.metric for d in dets])
+    hyp = [(i, d.cfo + k / SYNC_PERIOD) for i, d in enumerate(dets) for k in (0, -1, 1)
+           if k == 0 or abs(d.cfo + k / SYNC_PERIOD) <= max_cfo]
+    orig = np.array([h[0] for h in hyp])
+    w0 = np.array([dets[i].window for i in orig], dtype=np.int64)
+    cfo = np.array([h[1] for h in hyp])
     n_win = _WIN_BLOCKS * _BLOCK
     # LTF-CP start: the window lies mostly inside the sync field: it starts between 12 periods early
     # (partial overlap wins now and then at low SNR) and 12 periods after the last full-window position.
@@ -207,9 +215,9 @@ def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_p
     c_ltf = sp_fft.ifft(spec * np.conj(sp_fft.fft(ltf_pad, nfft))[None, :], axis=1)[:, :n_out]
     a_full = np.abs(c_full) ** 2
     tp = np.argmax(a_full, axis=1)
-    rows = np.arange(len(dets))
+    rows = np.arange(orig.size)
     e = np.abs(seg.astype(np.complex128)) ** 2
-    ce = np.concatenate([np.zeros((len(dets), 1)), np.cumsum(e, axis=1)], axis=1)
+    ce = np.concatenate([np.zeros((orig.size, 1)), np.cumsum(e, axis=1)], axis=1)
     p_tail = (ce[rows, tp + tl] - ce[rows, tp]) / tl
     gate = a_full[rows, tp] / (np.sum(np.abs(tail_t) ** 2) * np.maximum(p_tail, 1e-30))
     # first path: the earliest lag within cp - 4 before the peak with enough LTF correlation power
@@ -223,10 +231,15 @@ def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_p
     above[:, -1] = True
     t_ltf = lo + idx[rows, np.argmax(above, axis=1)]  # LTF CP start of the first path
     start = t_ltf - grid.sync_len
+    if orig.size > len(dets):  # CFO aliases: keep each detection's best
+        best = np.zeros(len(dets), np.int64)
+        for j in np.argsort(gate):  # ascending: the best overwrites
+            best[orig[j]] = j
+        gate, start, cfo, t_ltf = gate[best], start[best], cfo[best], t_ltf[best]
     keep = (gate >= _GATE) & (start >= -TIMING_BACKOFF)
     if not keep.any():
         return []
-    start, cfo, metric, t_ltf = start[keep], cfo[keep], gate[keep], t_ltf[keep]
+    start, cfo, metric, t_ltf = start[keep], cfo[keep], gate[keep], t_ltf[keep]  # noqa: F841
     nf = start.size
     # DC: the mean over the sync field (its tones have none)
     dc = gather(x, start[:, None] + np.arange(cp, grid.sync_len - 16)[None, :]).astype(np.complex128).mean(axis=1)
