@@ -13,8 +13,9 @@ One burst, dense (no zero samples), in this order::
 * Resource grid, pilots and the fixed sequences: :mod:`sdr_tosc.modem.grid`, :mod:`sdr_tosc.modem.sequences`.
 * SYNC: 48 repetitions of an 8-sample period (6 QPSK tones on bins +-8, +-16, +-24), the last 4 negated
   (a timing marker). Detected by a
-  per-period matched filter and a coherent FFT across periods that searches every CFO up to +-4.4 % of the
-  sample rate at once; found down to about -9 dB SNR (:mod:`sdr_tosc.modem.sync`).
+  per-period matched filter and a coherent FFT across periods that searches every CFO up to +-6.25 % of the
+  sample rate at once (the aliases beyond, up to ``max_cfo_fraction`` = 8 %, are told apart by the timing
+  correlation); found down to about -8 dB SNR (:mod:`sdr_tosc.modem.sync`).
 * LTF: a 32-sample CP and two identical 64-sample BPSK symbols on all 50 used bins: fine timing (with the
   sync tail), channel estimate (denoised by an adaptive LMMSE fit of a short impulse response).
 * Header: 64 bits (seq, length, items, kind, robust flag, SNR report, CRC-16), K=7 rate-1/2 code, spread

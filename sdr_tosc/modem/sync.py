@@ -1,4 +1,4 @@
-"""Frame synchronisation: detection at low SNR with any CFO up to +-4 % of fs, then timing, CFO and DC.
+"""Frame synchronisation: detection at low SNR with any CFO up to +-8 % of fs, then timing, CFO and DC.
 
 Sync field: ``sync_periods`` (48) repetitions of one 8-sample period (6 QPSK tones on bins +-8, +-16, +-24).
 
