@@ -228,6 +228,8 @@ class PlutoModel:
             if len(parts) > 1:  # "addr value": status bits are write-1-to-clear
                 regs = self.registers.setdefault(dev_id, {})
                 regs[addr] = regs.get(addr, 0) & ~int(parts[1], 0) if addr == STATUS_REG else int(parts[1], 0)
+                if addr == STATUS_REG and int(parts[1], 0):
+                    self.counts["status_clears"] = self.counts.get("status_clears", 0) + 1
             return
         chan = dev.chan(chan_id, kind == "OUTPUT") if chan_id else None
         store = self._store(dev, kind, chan)
