@@ -43,5 +43,8 @@ def scheme_codecs(args: argparse.Namespace, student: Any, image_shape: tuple[int
 
     schemes = schemes_for(args.scheme)
     cfg = digital_config(args)
+    if "digital-png" in schemes and not args.teacher and args.dataset != "fashion-mnist":
+        raise ValueError(f"digital-png classifies with a teacher; the shipped one knows fashion-mnist only: give "
+                         f"--teacher FILE (a teacher fine-tuned on {args.dataset}) or use --scheme digital-latent")
     loader = (lambda: load_teacher_file(args.teacher)) if args.teacher else load_default_teacher
     return schemes, make_codecs(schemes, student, loader, tuple(image_shape), cfg), cfg
