@@ -17,6 +17,10 @@ EXAMPLES = """
   sdr-tosc train --no-adaptive --fixed-snr-db 10 --out runs/fixed.safetensors   # no adaptive module, one SNR
   sdr-tosc train --label-fraction 0.05 --out runs/kd5.safetensors       # KD on all images, 5% labels
   sdr-tosc train --config train.toml --out runs/s.safetensors --json -  # settings from TOML ([train] table)
+  sdr-tosc train --cache /tmp/c --limit 512 --epochs 1 --out /tmp/s.safetensors   # with 'cache --limit 512'
+  sdr-tosc train --model cifar-cnn --dataset cifar10 --cache artifacts/cache/cifar10-vit --out runs/c10.safetensors
+  sdr-tosc train --device cuda --out runs/s.safetensors                 # one GPU (mixed precision)
+  torchrun --standalone --nproc-per-node 8 $(which sdr-tosc) train --device cuda --out runs/s.safetensors
   # interrupted? run the same command again: it resumes after the last finished epoch
 """
 
@@ -27,6 +31,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
                    help="teacher cache folder (default: the zoo's default cache)")
     p.add_argument("--out", type=Path, required=True, metavar="CKPT", help="student checkpoint to write (.safetensors)")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="student architecture from the registry (default fmnist-cnn; e.g. cifar-cnn)")
+    p.add_argument("--device", default="auto", metavar="DEV",
+                   help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N; under torchrun each rank "
+                        "takes cuda:LOCAL_RANK")
+    p.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="no mixed precision on CUDA (CPU always trains in float32)")
     p.add_argument("--dataset", default=None, help="training data set (default: the one the cache was built on, "
                                                    "else fashion-mnist)")
     p.add_argument("--no-kd", dest="kd", action="store_const", const=False, default=None,
@@ -47,7 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-symbols", type=int, default=None, help="maximum complex symbols per image (default: the model's, 64 for fmnist-cnn, 40 for fmnist-cnn-fixed)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2)")
-    p.add_argument("--limit", type=int, default=0, metavar="N", help="train on the first N images only (quick runs)")
+    p.add_argument("--limit", type=int, default=0, metavar="N",
+                   help="train on the first N images only (quick runs); with a cache, the cache must have been "
+                        "built with 'sdr-tosc cache --limit N' (the same first N images)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out made with other settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_flag(p)
@@ -80,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         "snr_max_db": hi, "label_fraction": args.label_fraction, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "beta": args.beta, "temperature": args.temperature,
         "kd_weight": args.kd_weight, "rayleigh_prob": args.rayleigh_prob, "num_symbols": args.num_symbols,
-        "seed": args.seed, "threads": args.threads,
+        "seed": args.seed, "threads": args.threads, "model": args.model,
     }
     config = load_config(TrainConfig, args.config, overrides, section="train")
     if args.out.suffix != ".safetensors":
@@ -98,16 +111,33 @@ def run(args: argparse.Namespace) -> int:
         cache = TeacherCache.open(cache_dir)
     name = args.dataset or (cache.dataset_name if cache is not None else "fashion-mnist")
     data = load_dataset(name, cache.dataset_split if cache is not None else "train")
+    if args.limit < 0:
+        raise ValueError(f"--limit must be >= 0, got {args.limit}")
     if args.limit:
-        if cache is not None:
-            raise ValueError("--limit cannot be combined with a teacher cache (the cache covers the whole set)")
-        data = data.subset(np.arange(min(args.limit, len(data))))
+        if cache is not None and args.limit != cache.num_samples:
+            raise ValueError(f"--limit {args.limit}: the teacher cache {cache.path} holds the first "
+                             f"{cache.num_samples} samples of {cache.dataset_name}; pass --limit {cache.num_samples} "
+                             f"or build a cache with 'sdr-tosc cache --limit {args.limit}'")
+        if args.limit > len(data):
+            raise ValueError(f"--limit {args.limit} exceeds the {len(data)} images of {data.name}/{data.split}")
+        data = data.subset(np.arange(args.limit))
+        if cache is not None:  # a limited cache must hold exactly these images
+            cache.check_dataset(data, full=True)
+    elif cache is not None and cache.num_samples < len(data):
+        raise ValueError(f"the teacher cache {cache.path} holds only the first {cache.num_samples} of the {len(data)} "
+                         f"images of {data.name}/{data.split} (built with --limit); pass --limit {cache.num_samples}")
     test = None
     try:
         test = load_dataset(name, "test")
     except (ValueError, FileNotFoundError):
         log.info("no test split of %s for the per-epoch log", name)
-    result = train(config, cache, data, args.out, progress=not args.no_progress, test=test, overwrite=args.overwrite)
+    from ..semantic.runtime import distributed_context  # noqa: PLC0415
+
+    with distributed_context(args.device) as (dist, device):
+        result = train(config, cache, data, args.out, progress=not args.no_progress and dist.is_main, test=test,
+                       overwrite=args.overwrite, device=device, dist=dist, amp=args.amp)
+    if not dist.is_main:  # rank 0 reports (and writes --json)
+        return 0
     last = result["history"][-1] if result["history"] else {}
     print(f"student written to {args.out} ({result.get('parameters', '?')} parameters); last epoch: "
           + ", ".join(f"{k}={v}" for k, v in last.items() if k in ("epoch", "loss", "train_acc", "test_acc_awgn")))

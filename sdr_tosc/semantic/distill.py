@@ -40,6 +40,7 @@ from ..fileio import atomic_path
 from .datasets import ImageSet
 from .evaluate import teacher_accuracy_from_manifest
 from .losses import ib_loss
+from .runtime import Dist, amp_dtype, autocast, grad_scaler, resolve_device
 from .student import MODELS, SemanticStudent, read_checkpoint_metadata, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -151,10 +152,10 @@ def _flatten_state(opt: torch.optim.Optimizer, extra_modules: dict[str, nn.Modul
     flat: dict[str, torch.Tensor] = {}
     for pid, st in opt.state_dict()["state"].items():
         for k, v in st.items():
-            flat[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().clone().contiguous()
+            flat[f"opt.{pid}.{k}"] = torch.as_tensor(v).detach().cpu().clone().contiguous()
     for name, mod in extra_modules.items():
         for k, v in mod.state_dict().items():
-            flat[f"mod.{name}.{k}"] = v.detach().clone().contiguous()
+            flat[f"mod.{name}.{k}"] = v.detach().cpu().clone().contiguous()
     return flat
 
 
@@ -177,13 +178,28 @@ def _restore_state(flat: dict[str, torch.Tensor], opt: torch.optim.Optimizer, ex
             mod.load_state_dict(mods[name])
 
 
+class _Step(nn.Module):
+    """The student and the feature head as one module (what DistributedDataParallel wraps)."""
+
+    def __init__(self, model: SemanticStudent, feat_head: nn.Module):
+        super().__init__()
+        self.model = model
+        self.feat_head = feat_head
+
+    def forward(self, x: torch.Tensor, snr: torch.Tensor, generator: torch.Generator,
+                rayleigh_prob: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        out = self.model(x, snr, generator=generator, rayleigh_prob=rayleigh_prob)
+        return out, self.feat_head(out["mu"])
+
+
 @torch.no_grad()
 def quick_accuracy(model: SemanticStudent, data: ImageSet, snrs: tuple[float, ...] = (-5.0, 10.0, 25.0),
                    channel: str = "awgn", seed: int = 1234) -> dict[str, float]:
-    """Accuracy at a few SNRs (eval mode, seeded noise); used for the per-epoch log."""
+    """Accuracy at a few SNRs (eval mode, seeded noise on the model's device); used for the per-epoch log."""
     out = {}
+    device = next(model.parameters()).device
     for s in snrs:
-        g = torch.Generator().manual_seed(seed + int(s * 10))
+        g = torch.Generator(device=device).manual_seed(seed + int(s * 10))
         pred = model.predict(data.images, float(s), channel=channel, generator=g)
         out[f"{s:g}"] = float((pred == data.labels).mean())
     return out
@@ -198,6 +214,9 @@ def train(
     test: ImageSet | None = None,
     overwrite: bool = False,
     stop_after_epochs: int | None = None,
+    device: str | torch.device = "cpu",
+    dist: Dist | None = None,
+    amp: bool = True,
 ) -> dict[str, Any]:
     """Distil a student per ``config`` and write it to ``out_path``; returns a summary dict.
 
@@ -205,7 +224,17 @@ def train(
     ``config.kd``). ``test``: optional held-out set for the per-epoch log (first ``eval_samples`` images).
     ``overwrite``: replace an existing checkpoint made with another configuration (otherwise an error).
     ``stop_after_epochs``: stop (as if interrupted) after that many epochs of this call (tests).
+    ``device``: where the student trains (``auto``/``cpu``/``cuda``/``cuda:N`` or a torch.device); ``amp``:
+    mixed precision (``torch.autocast``) on CUDA only. ``dist``: this process's place in a torchrun job
+    (:func:`.runtime.distributed_context`); with ``world_size > 1`` the student is wrapped in
+    DistributedDataParallel and every rank trains on its contiguous ``batch_size / world_size`` slice of
+    the same global batch (same order, replay and SNRs on every rank); rank 0 alone writes files.
     """
+    dist = dist or Dist()
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
+    if config.batch_size % dist.world_size:
+        raise ValueError(f"batch_size {config.batch_size} (the global batch) must be a multiple of the "
+                         f"{dist.world_size} processes")
     from safetensors.torch import load_file, save_file  # noqa: PLC0415
     from tqdm.auto import tqdm  # noqa: PLC0415
 
@@ -241,6 +270,7 @@ def train(
             start_epoch = int(smeta["epoch"])
             history = json.loads(smeta.get("history", "[]"))
         elif not overwrite:
+            dist.barrier()
             raise ValueError(f"{state_path} holds an unfinished run with another configuration; re-run that command "
                              f"to finish it, choose another --out, or pass --overwrite (nothing was changed)")
     elif out_path.exists():
@@ -251,6 +281,7 @@ def train(
             meta, old_cfg = None, None
         if meta is not None and old_cfg == cfg_dict and meta["extra"].get("complete"):
             log.warning("%s is already trained with this configuration; nothing to do", out_path)
+            dist.barrier()
             return {"out": str(out_path), "complete": True, "already_complete": True, "epochs_run": 0,
                     "history": meta["extra"].get("history", [])}
         if not overwrite:
@@ -267,7 +298,18 @@ def train(
             model.load_state_dict({k[len("model."):]: v for k, v in resume_state.items() if k.startswith("model.")})
         use_feat = bool(config.kd and config.feature_weight and cache is not None and cache.feature_dim)
         feat_head = nn.Linear(2 * model.k_max, cache.feature_dim) if use_feat else nn.Identity()
+        model.to(device)
+        feat_head.to(device)
         params = list(model.parameters()) + list(feat_head.parameters())
+        net: nn.Module = _Step(model, feat_head)
+        if dist.active:
+            from torch.nn.parallel import DistributedDataParallel  # noqa: PLC0415
+
+            net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=True)
+        scaler = grad_scaler(device, amp)
+        local_b = config.batch_size // dist.world_size
+        lo_b, hi_b = dist.rank * local_b, (dist.rank + 1) * local_b
         opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         extra_modules = {"feat_head": feat_head}
         if resume_state is not None:
@@ -287,6 +329,7 @@ def train(
         pad = cache.augment_pad if cache is not None else 2
         imgs = torch.from_numpy(dataset.images)
         labels = torch.from_numpy(dataset.labels)
+        labels_dev, is_labelled_dev = labels.to(device), is_labelled.to(device)
         feat_mu = feat_sd = None
         if use_feat:
             f0 = cache.features(0, torch.arange(min(n, 4096)))
@@ -302,6 +345,11 @@ def train(
                 break
             g = torch.Generator().manual_seed(config.seed * 100003 + epoch)
             torch.manual_seed(config.seed * 100003 + epoch)  # dropout
+            # the model's noise: the shared stream in a single CPU process (as always); otherwise one stream
+            # per rank on the device, so that ``g`` (order, replay, SNR) stays identical on every rank
+            gn = g
+            if dist.active or device.type != "cpu":
+                gn = torch.Generator(device=device).manual_seed((config.seed * 100003 + epoch) * 1009 + dist.rank)
             reps = math.ceil(steps * config.batch_size / len(pool))
             order = torch.cat([pool[torch.randperm(len(pool), generator=g)] for _ in range(reps)])
             model.train()
@@ -311,51 +359,68 @@ def train(
             bar = tqdm(range(steps), desc=f"student epoch {epoch + 1}/{config.epochs}", disable=not progress,
                        leave=False)
             for i in bar:
-                idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+                gidx = order[i * config.batch_size:(i + 1) * config.batch_size]  # the global batch
                 r = int(torch.randint(0, replays, (1,), generator=g))
-                if cache is not None:
-                    seeds = cache.seeds(r, idx)
-                else:  # no cache: same seed rule, drawn here
-                    seeds = torch.randint(0, 2**31 - 1, (len(idx),), generator=g) if r else torch.full((len(idx),), -1)
-                x = augment_from_seeds(imgs[idx], seeds, pad=pad)
+                if cache is None:  # no cache: same seed rule, drawn here
+                    gseeds = (torch.randint(0, 2**31 - 1, (len(gidx),), generator=g) if r
+                              else torch.full((len(gidx),), -1))
                 if config.fixed_snr_db is not None:
-                    snr = torch.full((len(idx),), float(config.fixed_snr_db))
+                    gsnr = torch.full((len(gidx),), float(config.fixed_snr_db))
                 else:
-                    snr = config.snr_min_db + (config.snr_max_db - config.snr_min_db) * torch.rand(len(idx), generator=g)
+                    gsnr = config.snr_min_db + (config.snr_max_db - config.snr_min_db) * torch.rand(len(gidx), generator=g)
+                idx, snr = gidx[lo_b:hi_b], gsnr[lo_b:hi_b]  # this rank's slice (all of it in one process)
+                seeds = cache.seeds(r, idx) if cache is not None else gseeds[lo_b:hi_b]
+                x = augment_from_seeds(imgs[idx], seeds, pad=pad).to(device, non_blocking=True)
+                snr = snr.to(device)
                 t_logp = topk_idx = t_feat = None
                 if config.kd and cache.num_classes is not None:
-                    t_logp = cache.log_soft_targets(r, idx, config.temperature)
+                    t_logp = cache.log_soft_targets(r, idx, config.temperature).to(device)
                     if cache.topk_k < dataset.num_classes:
-                        topk_idx = cache.topk(r, idx)[0]
+                        topk_idx = cache.topk(r, idx)[0].to(device)
                 if use_feat:
-                    t_feat = (cache.features(r, idx) - feat_mu) / feat_sd
+                    t_feat = ((cache.features(r, idx) - feat_mu) / feat_sd).to(device)
                 for group in opt.param_groups:
                     group["lr"] = _lr_at(config, epoch * steps + i, total)
-                out = model(x, snr, generator=g, rayleigh_prob=config.rayleigh_prob)
-                losses = ib_loss(
-                    out, labels[idx], labelled=is_labelled[idx].float(), teacher_log_probs=t_logp,
-                    topk_index=topk_idx, temperature=config.temperature, beta=config.beta,
-                    task_weight=config.task_weight, kd_weight=config.kd_weight if config.kd else 0.0,
-                    feature_pred=feat_head(out["mu"]) if use_feat else None, teacher_features=t_feat,
-                    feature_weight=config.feature_weight if use_feat else 0.0,
-                    label_smoothing=config.label_smoothing,
-                )
+                idx_dev = idx.to(device)
+                with autocast(device, amp):
+                    out, feat_pred = net(x, snr, gn, config.rayleigh_prob)
+                    out = {k: (v.float() if v.is_floating_point() else v) for k, v in out.items()}
+                    losses = ib_loss(
+                        out, labels_dev[idx_dev], labelled=is_labelled_dev[idx_dev].float(), teacher_log_probs=t_logp,
+                        topk_index=topk_idx, temperature=config.temperature, beta=config.beta,
+                        task_weight=config.task_weight, kd_weight=config.kd_weight if config.kd else 0.0,
+                        feature_pred=feat_pred.float() if use_feat else None, teacher_features=t_feat,
+                        feature_weight=config.feature_weight if use_feat else 0.0,
+                        label_smoothing=config.label_smoothing,
+                    )
                 if not torch.isfinite(losses["loss"]):
                     raise RuntimeError(f"training diverged at epoch {epoch + 1} step {i} (loss {float(losses['loss'])}); "
                                        "lower --lr")
                 opt.zero_grad(set_to_none=True)
-                losses["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(params, 5.0)
-                opt.step()
+                if scaler is not None:  # float16 autocast on CUDA
+                    scaler.scale(losses["loss"]).backward()
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(params, 5.0)
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    losses["loss"].backward()
+                    torch.nn.utils.clip_grad_norm_(params, 5.0)
+                    opt.step()
                 for k in sums:
                     sums[k] += float(losses[k].detach()) * len(idx)
-                correct += int((out["logits"].argmax(1) == labels[idx]).sum())
+                correct += int((out["logits"].argmax(1) == labels_dev[idx_dev]).sum())
                 seen += len(idx)
                 if i % 20 == 0:
                     bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", acc=f"{correct / seen:.3f}")
+            if dist.active:  # the epoch's figures over all ranks
+                keys = list(sums)
+                tot = dist.all_reduce_sum([sums[k] for k in keys] + [float(correct), float(seen)])
+                sums = dict(zip(keys, tot[:len(keys)]))
+                correct, seen = int(tot[-2]), int(tot[-1])
             rec: dict[str, Any] = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()},
                                    "train_acc": correct / seen, "seconds": round(time.perf_counter() - t0, 1)}
-            if test_sub is not None:
+            if test_sub is not None and dist.is_main:
                 rec["test_acc_awgn"] = quick_accuracy(model, test_sub)
             history.append(rec)
             log.info("epoch %d: %s", epoch + 1, json.dumps(rec))
@@ -365,6 +430,7 @@ def train(
             complete = epoch + 1 == config.epochs
             extra = {"train_config": cfg_dict, "epoch": epoch + 1, "complete": complete, "history": history,
                      "dataset": {"name": dataset.name, "split": dataset.split, "num_samples": n},
+                     "world_size": dist.world_size, "device": device.type,
                      "labelled_samples": int(len(labelled_idx)),
                      "teacher_accuracy": teacher_acc,
                      "cache": None if cache is None else {"path": str(cache.path), "teacher_id": cache.teacher_id,
@@ -372,20 +438,26 @@ def train(
                                                           "settings_sha256": cache.manifest.get("settings_sha256")}}
             model.eval()
             # the state file (model + optimizer + history) is the resume point; written before the checkpoint
-            if not complete:
-                flat = _flatten_state(opt, extra_modules)
-                flat.update({f"model.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()})
-                with atomic_path(state_path) as tmp:
-                    save_file(flat, str(tmp), metadata={"epoch": str(epoch + 1), "train_config": json.dumps(cfg_dict),
-                                                        "history": json.dumps(history)})
-            save_checkpoint(model, out_path, extra=extra)
-            if complete and state_path.exists():
-                state_path.unlink()
+            if dist.is_main:
+                if not complete:
+                    flat = _flatten_state(opt, extra_modules)
+                    flat.update({f"model.{k}": v.detach().cpu().clone().contiguous()
+                                 for k, v in model.state_dict().items()})
+                    with atomic_path(state_path) as tmp:
+                        save_file(flat, str(tmp), metadata={"epoch": str(epoch + 1),
+                                                            "train_config": json.dumps(cfg_dict),
+                                                            "history": json.dumps(history)})
+                save_checkpoint(model, out_path, extra=extra)
+                if complete and state_path.exists():
+                    state_path.unlink()
+            dist.barrier()  # every rank sees the files of this epoch before going on
             epochs_run += 1
         seconds = time.perf_counter() - t_start
     finally:
         torch.set_num_threads(threads_before)
     done = bool(history) and history[-1]["epoch"] == config.epochs
     return {"out": str(out_path), "complete": done, "epochs_run": epochs_run, "start_epoch": start_epoch,
+            "world_size": dist.world_size, "rank": dist.rank, "device": str(device),
+            "amp": str(amp_dtype(device)).replace("torch.", "") if amp and amp_dtype(device) else None,
             "seconds": round(seconds, 1), "parameters": model.num_parameters(),
             "labelled_samples": int(len(labelled_idx)), "history": history}
