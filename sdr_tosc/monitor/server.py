@@ -113,7 +113,7 @@ class ChannelLink:
 
             if self._ctl is not None:
                 self._ctl.close()
-            self._ctl = ChannelControl(endpoint, timeout_s=2.0)
+            self._ctl = ChannelControl(endpoint, timeout_s=5.0)
             self._next = 0
         return self._ctl
 
