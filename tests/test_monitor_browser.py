@@ -75,12 +75,21 @@ def test_page_follows_a_running_demo_and_agrees_with_its_final_json(browser, tmp
         browser.get(mon.url)
         _until(lambda: _js(browser, "window.monitorSnapshots && window.monitorSnapshots() > 0"), 20, "first snapshot")
         demo = subprocess.Popen(
-            [sys.executable, "-m", "sdr_tosc.cli", "demo", "--images", "900", "--snr-db", "12", "--no-progress",
+            [sys.executable, "-m", "sdr_tosc.cli", "demo", "--images", "2500", "--snr-db", "12", "--no-progress",
              "--events", endpoint, "--events-wait-s", "30", "--json", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             first = _until(lambda: _js(browser, "window.monitorLast && window.monitorLast.frames"), 90, "frames")
             n_points = _js(browser, "document.getElementById('f_acc').data[0].x.length")
+            # the page's controls reach the channel simulator, and its truth follows
+            _until(lambda: _js(browser, "window.monitorLast.channel !== null"), 30, "the simulator's settings")
+            box = browser.find_element("id", "c_snr")
+            box.clear()
+            box.send_keys("6")
+            browser.find_element("id", "c_apply").click()
+            _until(lambda: _js(browser, "window.monitorLast.channel.snr_db") == 6, 30, "the page's SNR applied")
+            _until(lambda: 6.0 in _js(browser, "window.monitorLast.truth.snr_db.map((v) => Math.round(v))"), 30,
+                   "true SNR of 6 dB")
             later = _until(lambda: (f := _js(browser, "window.monitorLast.frames")) > first and f, 60, "more frames")
             assert later > first  # the figures move while the demo runs
             _until(lambda: _js(browser, "document.getElementById('f_acc').data[0].x.length") > n_points
