@@ -21,6 +21,8 @@ EXAMPLES = """
   sdr-tosc cache --teacher ./my-clip-vision --feature-dim 64 --out artifacts/cache/clip   # features only
   sdr-tosc cache --shard 0/4 --out /shared/cache ...   # one of 4 machines; 'auto' reads RANK/WORLD_SIZE
   sdr-tosc cache --limit 512 --out /tmp/c --json -     # quick run on the first 512 images
+  sdr-tosc cache --device cuda --batch-size 512 --teacher google/vit-base-patch16-224 ...   # teacher on a GPU
+  torchrun --standalone --nproc-per-node 8 $(which sdr-tosc) cache --shard auto --device cuda --out /shared/c
   sdr-tosc cache --verify sdr_tosc/zoo/cache/fashion-mnist-effnetlite0
   scripts/build_default_cache.sh                       # the shipped default cache, end to end
 """
@@ -64,6 +66,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export-teacher", type=Path, default=None, metavar="PATH",
                    help="save the (fine-tuned efficientnet) teacher as fp16 to PATH (+ PATH.json with its test "
                         "accuracy) and build the cache with that copy, so the shipped teacher and cache agree")
+    p.add_argument("--device", default="auto", metavar="DEV",
+                   help="where the teacher runs (and is fine-tuned): auto (CUDA when available, else CPU), cpu, "
+                        "cuda or cuda:N; under torchrun (--shard auto) each rank takes cuda:LOCAL_RANK")
+    p.add_argument("--no-amp", dest="amp", action="store_false",
+                   help="no mixed precision on CUDA (CPU always runs in float32)")
     p.add_argument("--verify", type=Path, default=None, metavar="DIR", help="check an existing cache and print its summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_json_flag(p)
@@ -156,7 +163,11 @@ def run(args: argparse.Namespace) -> int:
         write_result(args.json, summary)
         return 0
 
+    from ..semantic.runtime import env_world, resolve_device  # noqa: PLC0415
+
     shard = parse_shard(args.shard)
+    _, world, local_rank = env_world()
+    device = resolve_device(args.device, local_rank=local_rank if world > 1 else None)
     for name in ("replays", "batch_size", "chunk_size", "pca_samples"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
@@ -191,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
             log.warning("fine-tuning the default teacher for %d epochs into %s (resumes)", args.finetune_teacher, out_t)
             finetune_teacher(train, test, out_t, epochs=args.finetune_teacher, input_size=args.input_size,
                              progress=progress, lr=args.finetune_lr, label_smoothing=args.label_smoothing,
-                             init=args.finetune_from)
+                             init=args.finetune_from, device=device, amp=args.amp)
         spec = str(out_t)
     if spec is None:
         found = default_teacher_file(args.dataset)
@@ -214,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     build_cache(teacher, data, out, replays=args.replays, topk=args.topk, feature_dim=args.feature_dim, shard=shard,
                 batch_size=args.batch_size, seed=args.seed, progress=progress, pad=args.pad,
-                chunk_size=args.chunk_size, pca_samples=args.pca_samples, extra=extra)
+                chunk_size=args.chunk_size, pca_samples=args.pca_samples, extra=extra, device=device, amp=args.amp)
     seconds = time.perf_counter() - t0
     try:
         cache = TeacherCache.open(out, verify=False)

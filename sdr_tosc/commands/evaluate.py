@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=0, metavar="N", help="only the first N test images (quick runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--device", default="auto", metavar="DEV",
+                   help="where the student curves (and --teacher) run: auto (CUDA when available, else CPU), cpu, "
+                        "cuda or cuda:N; the digital baseline always runs on the CPU")
     p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="write the accuracy-vs-SNR plot")
     add_json_flag(p)
 
@@ -58,6 +61,8 @@ def _teacher_accuracy(args: argparse.Namespace, extra: dict[str, Any]) -> tuple[
         return args.teacher_accuracy, "--teacher-accuracy"
     if extra.get("teacher_accuracy") is not None:
         return float(extra["teacher_accuracy"]), "recorded in the student checkpoint (from its teacher cache)"
+    if extra.get("cache"):  # distilled from a cache that recorded no accuracy: the zoo teacher's would mislead
+        return None, None
     from ..zoo import teacher_accuracy, teacher_record  # noqa: PLC0415
 
     record, path = teacher_record()
@@ -81,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
     config = EvalConfig(snr_db=tuple(args.snr_db or (-5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 25.0)), channel=args.channel,
                         limit=args.limit, seed=args.seed, digital=not args.no_digital,
                         digital_bits=args.digital_bits, digital_modulation=args.digital_modulation)
+    from ..semantic.runtime import resolve_device  # noqa: PLC0415
+
+    device = resolve_device(args.device)
     torch.set_num_threads(max(1, args.threads))
     ckpt = args.checkpoint or require(default_student_path(), "the default student",
                                       "sdr-tosc train (see sdr_tosc/zoo/README.md)")
@@ -104,10 +112,10 @@ def run(args: argparse.Namespace) -> int:
     if args.teacher:
         from ..semantic.teachers import evaluate_teacher, load_teacher  # noqa: PLC0415
 
-        teacher_acc = evaluate_teacher(load_teacher(args.teacher, data.num_classes), data)
+        teacher_acc = evaluate_teacher(load_teacher(args.teacher, data.num_classes).to(device), data)
         source = f"measured here on the same {len(data)} test images ({args.teacher})"
     print(f"evaluating {ckpt} on {len(data)} {name} test images, {config.channel}, SNR {list(config.snr_db)} dB")
-    result = evaluate(student, data, config, baselines, teacher_accuracy=teacher_acc, progress=True)
+    result = evaluate(student, data, config, baselines, teacher_accuracy=teacher_acc, progress=True, device=device)
     result["teacher_accuracy_source"] = source
     result["checkpoints"] = paths
     if teacher_acc is not None:

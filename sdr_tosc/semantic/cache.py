@@ -571,6 +571,8 @@ def build_cache(
     chunk_size: int = DEFAULT_CHUNK,
     pca_samples: int = DEFAULT_PCA_SAMPLES,
     extra: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    amp: bool = True,
     _fail_after: int | None = None,
 ) -> Path:
     """Run ``teacher`` once per replay over this shard's samples of ``dataset``; write shards + manifest.
@@ -580,8 +582,14 @@ def build_cache(
     of ``chunk_size``-sample shard files. Re-running resumes: shards listed in the manifest that verify are
     kept. An existing cache in ``out_dir`` with other settings (teacher weights, data set, replays, topk,
     feature_dim, seed, pad, chunk_size) raises ValueError and nothing is written. ``extra`` is stored
-    under the manifest key ``extra`` (e.g. the teacher's test accuracy). Returns ``out_dir``.
+    under the manifest key ``extra`` (e.g. the teacher's test accuracy). ``device``: where the teacher runs
+    (``auto``/``cpu``/``cuda``/``cuda:N``); batches of ``batch_size`` augmented images go to it and the
+    outputs come back for compression; ``amp``: ``torch.autocast`` on CUDA (bfloat16/float16 inference; the
+    stored log-probabilities are fp16 anyway), never on CPU. Returns ``out_dir``.
     """
+    from .runtime import autocast, resolve_device  # noqa: PLC0415
+
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
     from safetensors import safe_open  # noqa: PLC0415
     from safetensors.torch import save_file  # noqa: PLC0415
     from tqdm.auto import tqdm  # noqa: PLC0415
@@ -626,6 +634,7 @@ def build_cache(
                              "refusing to write a teacher cache into it; choose an empty or new folder")
 
     teacher.eval()
+    teacher.to(device)
     settings = cache_settings(teacher, dataset, replays=replays, topk=topk, feature_dim=feature_dim, seed=seed,
                               pad=pad, chunk_size=chunk_size, pca_samples=pca_samples)
     fp = _canonical_sha(settings)
@@ -662,8 +671,9 @@ def build_cache(
         if r == 0 and (lo, hi) in pre:
             return pre.pop((lo, hi))
         batch = augment_from_seeds(images[lo:hi], torch.from_numpy(all_seeds[r, lo:hi]), pad=pad)
-        logits, feats = teacher(teacher.preprocess(batch))
-        return (None if logits is None else logits.float()), feats.float().reshape(hi - lo, -1)
+        with autocast(device, amp):
+            logits, feats = teacher(teacher.preprocess(batch.to(device, non_blocking=True)))
+        return (None if logits is None else logits.float().cpu()), feats.float().reshape(hi - lo, -1).cpu()
 
     # ---- the PCA basis: fitted once (first builder wins, others load it)
     pca: dict[str, torch.Tensor] | None = None

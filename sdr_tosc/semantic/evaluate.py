@@ -70,11 +70,21 @@ class EvalConfig:
 
 @torch.no_grad()
 def accuracy_vs_snr(model: SemanticStudent, data: ImageSet, snrs: list[float] | tuple[float, ...],
-                    channel: str = "awgn", seed: int = 0, batch_size: int = 1000) -> list[float]:
-    """Top-1 accuracy at each SNR through the simulated ``channel`` (seeded)."""
+                    channel: str = "awgn", seed: int = 0, batch_size: int = 1000,
+                    device: str | torch.device = "cpu") -> list[float]:
+    """Top-1 accuracy at each SNR through the simulated ``channel`` (seeded).
+
+    ``device``: where the forward passes run (a copy of the model goes there; the noise is drawn by a
+    generator on that device, so CUDA and CPU draw different, equally valid, noise).
+    """
+    device = torch.device(device)
+    if next(model.parameters()).device != device:
+        import copy  # noqa: PLC0415
+
+        model = copy.deepcopy(model).to(device)
     out = []
     for j, s in enumerate(snrs):
-        g = torch.Generator().manual_seed(seed * 1000 + j)
+        g = torch.Generator(device=device).manual_seed(seed * 1000 + j)
         pred = model.predict(data.images, float(s), channel=channel, generator=g, batch_size=batch_size)
         out.append(float((pred == data.labels).mean()))
     return out
@@ -149,8 +159,12 @@ def evaluate(
     baselines: dict[str, SemanticStudent | None] | None = None,
     teacher_accuracy: float | None = None,
     progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """All curves of the module docstring for ``data`` (already limited) -> the result dict (JSON-able)."""
+    """All curves of the module docstring for ``data`` (already limited) -> the result dict (JSON-able).
+
+    ``device``: where the student and baseline curves run; the digital baseline's encoder/decoder is the
+    numpy link path and always runs on the CPU."""
     if tuple(student.config.image_shape) != tuple(data.image_shape):
         raise ValueError(f"the student expects images of shape {tuple(student.config.image_shape)}, the test set "
                          f"{data.name} has {tuple(data.image_shape)}")
@@ -163,7 +177,7 @@ def evaluate(
         if progress:
             print(f"  {name}: " + " ".join(f"{s:g}dB={a:.4f}" for s, a in zip(snrs, acc[name] or [], strict=False)), flush=True)
 
-    acc["student"] = accuracy_vs_snr(student, data, snrs, config.channel, config.seed, config.batch_size)
+    acc["student"] = accuracy_vs_snr(student, data, snrs, config.channel, config.seed, config.batch_size, device)
     symbols["student"] = [student.num_symbols_for(s) for s in snrs]
     note("student")
     for name in BASELINES:
@@ -174,7 +188,7 @@ def evaluate(
         if tuple(m.config.image_shape) != tuple(data.image_shape):
             raise ValueError(f"baseline {name} expects images of shape {tuple(m.config.image_shape)}, not "
                              f"{tuple(data.image_shape)}")
-        acc[name] = accuracy_vs_snr(m, data, snrs, config.channel, config.seed + 1, config.batch_size)
+        acc[name] = accuracy_vs_snr(m, data, snrs, config.channel, config.seed + 1, config.batch_size, device)
         symbols[name] = [m.num_symbols_for(s) for s in snrs]
         note(name)
     digital_info = None
@@ -197,6 +211,7 @@ def evaluate(
         "dataset": {"name": data.name, "split": data.split},
         "student_parameters": student.num_parameters(),
         "seconds": round(time.perf_counter() - t0, 1),
+        "device": str(device),
     }
 
 

@@ -510,11 +510,13 @@ class SemanticStudent(nn.Module):
         try:
             out = []
             n = len(images)
+            device = self.logvar.device  # inputs go to the model's device, predictions come back to the CPU
             s_all = torch.as_tensor(snr_db, dtype=torch.float32)
             for i in range(0, n, batch_size):
                 s = s_all if s_all.ndim == 0 else s_all[i:i + batch_size]
-                r = self(images[i:i + batch_size], s, channel=channel, generator=generator)
-                out.append(r["logits"].argmax(1).numpy())
+                batch = torch.as_tensor(images[i:i + batch_size]).to(device)
+                r = self(batch, s.to(device), channel=channel, generator=generator)
+                out.append(r["logits"].argmax(1).cpu().numpy())
             return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
         finally:
             self.train(was)

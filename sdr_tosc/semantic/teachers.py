@@ -59,7 +59,7 @@ class Teacher(nn.Module):
         x = torch.as_tensor(images)
         if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] not in (1, 3):
             raise ValueError(f"teacher input must be uint8 [B, H, W, 1|3], got {x.dtype} {tuple(x.shape)}")
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        x = x.to(self.mean.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[1] != self.in_channels:
             x = x.expand(-1, self.in_channels, -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True)
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
@@ -257,7 +257,7 @@ def save_teacher(teacher: EfficientNetLiteTeacher, path: str | os.PathLike[str],
     meta = {"format": "sdr-tosc-teacher", "version": "1", "arch": DEFAULT_TEACHER,
             "config": json.dumps({"num_classes": teacher.num_classes, "input_size": teacher.input_size,
                                   "teacher_id": teacher.teacher_id, **(extra or {})})}
-    state = {k: (v.detach().to(dtype) if dtype is not None and v.is_floating_point() else v.detach()).contiguous()
+    state = {k: (v.detach().to(dtype) if dtype is not None and v.is_floating_point() else v.detach()).cpu().contiguous()
              for k, v in teacher.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
@@ -316,10 +316,10 @@ def evaluate_teacher(teacher: Teacher, data: ImageSet, batch_size: int = 256) ->
     correct = 0
     imgs = torch.from_numpy(data.images)
     for i in range(0, len(data), batch_size):
-        logits, _ = teacher(teacher.preprocess(imgs[i:i + batch_size]))
+        logits, _ = teacher(teacher.preprocess(imgs[i:i + batch_size]))  # on the teacher's device
         if logits is None:
             raise ValueError(f"teacher {teacher.teacher_id} has no task head; it cannot be scored on labels")
-        correct += int((logits.argmax(1).numpy() == data.labels[i:i + batch_size]).sum())
+        correct += int((logits.argmax(1).cpu().numpy() == data.labels[i:i + batch_size]).sum())
     return correct / len(data)
 
 
@@ -336,6 +336,8 @@ def finetune_teacher(
     progress: bool = True,
     init: str | os.PathLike[str] | None = None,
     label_smoothing: float = 0.1,
+    device: str | torch.device = "cpu",
+    amp: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune the whole default teacher on ``train`` (AdamW, warm-up + cosine schedule, shifts + flips).
 
@@ -344,8 +346,12 @@ def finetune_teacher(
     cache stores are not flattened). Writes ``out_path`` (the teacher) after every epoch together with
     ``out_path + '.state.safetensors'`` (optimizer state) and ``.history.json`` so an interrupted run resumes at
     the last finished epoch. The teacher file's history lists the epochs of ``init`` first, then this stage's.
-    Returns this stage's history dict.
+    ``device``: where it trains (``auto``/``cpu``/``cuda``/``cuda:N``); ``amp``: ``torch.autocast`` on CUDA
+    only. Returns this stage's history dict.
     """
+    from .runtime import autocast, grad_scaler, resolve_device  # noqa: PLC0415
+
+    device = resolve_device(device) if not isinstance(device, torch.device) else device
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     from safetensors.torch import load_file, save_file  # noqa: PLC0415
@@ -366,6 +372,8 @@ def finetune_teacher(
         teacher.load_state_dict(parent.state_dict())
         parent_history = list(parent.history)
         init_info = {"file": Path(init).name, "sha256": sha256_file(init), "epochs": len(parent_history)}
+    teacher.to(device)
+    scaler = grad_scaler(device, amp)
     opt = torch.optim.AdamW(teacher.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total = epochs * steps_per_epoch
@@ -401,14 +409,20 @@ def finetune_teacher(
         for i in bar:
             idx = order[i * batch_size:(i + 1) * batch_size]
             x = teacher.preprocess(augment_batch(imgs[idx], g))
-            y = labels[idx]
+            y = labels[idx].to(device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps_per_epoch + i)
-            logits, _ = teacher(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+            with autocast(device, amp):
+                logits, _ = teacher(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             seen += len(idx)
             correct += int((logits.argmax(1) == y).sum())
             loss_sum += loss.item() * len(idx)
@@ -433,7 +447,7 @@ def _flatten_opt(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     flat = {}
     for pid, st in opt.state_dict()["state"].items():
         for k, v in st.items():
-            flat[f"{pid}.{k}"] = torch.as_tensor(v).clone().contiguous()
+            flat[f"{pid}.{k}"] = torch.as_tensor(v).detach().cpu().clone().contiguous()
     return flat
 
 
