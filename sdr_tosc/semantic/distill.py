@@ -217,6 +217,7 @@ def train(
     device: str | torch.device = "cpu",
     dist: Dist | None = None,
     amp: bool = True,
+    separate_noise: bool | None = None,
 ) -> dict[str, Any]:
     """Distil a student per ``config`` and write it to ``out_path``; returns a summary dict.
 
@@ -229,6 +230,10 @@ def train(
     (:func:`.runtime.distributed_context`); with ``world_size > 1`` the student is wrapped in
     DistributedDataParallel and every rank trains on its contiguous ``batch_size / world_size`` slice of
     the same global batch (same order, replay and SNRs on every rank); rank 0 alone writes files.
+    ``separate_noise``: draw the latent/channel noise from its own generator (one per rank, on the device)
+    instead of the data-order generator; ``None`` = only when distributed or not on the CPU (a single CPU
+    process keeps the historical stream). ``True`` in one process shows how far a different noise draw alone
+    moves a run (what separates a torchrun run from a single-process one).
     """
     dist = dist or Dist()
     device = resolve_device(device) if not isinstance(device, torch.device) else device
@@ -348,7 +353,7 @@ def train(
             # the model's noise: the shared stream in a single CPU process (as always); otherwise one stream
             # per rank on the device, so that ``g`` (order, replay, SNR) stays identical on every rank
             gn = g
-            if dist.active or device.type != "cpu":
+            if separate_noise or (separate_noise is None and (dist.active or device.type != "cpu")):
                 gn = torch.Generator(device=device).manual_seed((config.seed * 100003 + epoch) * 1009 + dist.rank)
             reps = math.ceil(steps * config.batch_size / len(pool))
             order = torch.cat([pool[torch.randperm(len(pool), generator=g)] for _ in range(reps)])
