@@ -252,23 +252,25 @@ def load_default_teacher() -> Any:
 
 # --------------------------------------------------------------------------------------------- simulation
 def simulate_frames(codec: Any, images: np.ndarray, labels: np.ndarray, frames: Sequence[dict[str, Any]],
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, snr_db: float | None = None) -> dict[str, Any]:
     """A digital scheme's own simulation for a link run: each image coded as the link coded it (its
     modulation, no padding) through AWGN at the post-equalisation SNR the link measured for it (the run's
-    mean for images whose burst was lost), decoded and classified the same way. Returns the accuracy and
-    the mean simulated SNR."""
+    mean for images whose burst was lost), decoded and classified the same way; or, with ``snr_db``, every
+    image at that post-equalisation SNR (e.g. the channel's true SNR plus the OFDM spreading term, when the
+    receiver's estimate is in doubt). Returns the accuracy and the mean simulated SNR."""
     if len(frames) != len(images):
         raise ValueError(f"{len(frames)} frame records for {len(images)} images")
     dec = [f["snr_dec_db"] for f in frames if f.get("received") and f.get("snr_dec_db") is not None]
-    if not dec:
+    if not dec and snr_db is None:
         return {"accuracy": None, "snr_dec_db_mean": None}
-    fallback = float(np.mean(dec))
+    fallback = float(np.mean(dec)) if snr_db is None else float(snr_db)
     payloads = codec.encode(images)
     rng = np.random.default_rng([seed, 23])
     got: list[bytes | None] = []
     snrs = []
     for p, f in zip(payloads, frames, strict=True):
-        snr = f["snr_dec_db"] if f.get("received") and f.get("snr_dec_db") is not None else fallback
+        snr = f["snr_dec_db"] if snr_db is None and f.get("received") and f.get("snr_dec_db") is not None \
+            else fallback
         dm = DigitalMode(DigitalConfig(modulation=f["modulation"]))
         x = dm.encode_bytes(scramble(p))
         no = 10.0 ** (-snr / 10.0)
