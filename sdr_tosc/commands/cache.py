@@ -17,7 +17,8 @@ EXAMPLES = """
   sdr-tosc cache --replays 4 --out sdr_tosc/zoo/cache/fashion-mnist-effnetlite0
   sdr-tosc cache --finetune-teacher 4 --replays 4 --out artifacts/cache/fmnist   # fine-tune, then cache
   sdr-tosc cache --finetune-teacher 3 --finetune-from T1.safetensors --finetune-lr 3e-4 --label-smoothing 0 ...
-  sdr-tosc cache --teacher google/vit-base-patch16-224 --topk 20 --out artifacts/cache/vit
+  sdr-tosc cache --teacher google/vit-base-patch16-224 --finetune-teacher 3 --finetune-lr 1e-4 --out artifacts/cache/vit
+  sdr-tosc cache --teacher google/vit-base-patch16-224 --features-only --out artifacts/cache/vit-features
   sdr-tosc cache --teacher ./my-clip-vision --feature-dim 64 --out artifacts/cache/clip   # features only
   sdr-tosc cache --shard 0/4 --out /shared/cache ...   # one of 4 machines; 'auto' reads RANK/WORLD_SIZE
   sdr-tosc cache --limit 512 --out /tmp/c --json -     # quick run on the first 512 images
@@ -55,6 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, default=64, help="input size of an efficientnet-lite0 teacher (default 64)")
     p.add_argument("--finetune-teacher", type=int, default=0, metavar="EPOCHS",
                    help="first fine-tune the default teacher for EPOCHS epochs (resumes) and cache with it")
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="with --finetune-teacher and a transformers teacher: train only the new head")
+    p.add_argument("--features-only", action="store_true",
+                   help="cache only the features of a transformers classifier whose classes differ from the data "
+                        "set's (otherwise refused: fine-tune it with --finetune-teacher)")
     p.add_argument("--finetune-from", type=Path, default=None, metavar="TEACHER",
                    help="with --finetune-teacher: start from this fine-tuned teacher file instead of the ImageNet "
                         "weights (a second stage with a fresh schedule)")
@@ -190,9 +196,25 @@ def run(args: argparse.Namespace) -> int:
         data = data.subset(np.arange(args.limit))
     progress = not args.no_progress
     spec = args.teacher
-    if args.finetune_teacher:
-        if spec not in (None, DEFAULT_TEACHER):
-            raise ValueError("--finetune-teacher fine-tunes the default efficientnet-lite0 teacher; drop --teacher")
+    hf_finetune = bool(args.finetune_teacher and spec not in (None, DEFAULT_TEACHER))
+    if hf_finetune:
+        from ..semantic.hf_finetune import finetune_hf_teacher  # noqa: PLC0415
+
+        if spec.endswith(".safetensors") or args.finetune_from is not None:
+            raise ValueError("--finetune-teacher with --teacher fine-tunes a transformers classifier (hub id or "
+                             "folder); a .safetensors teacher or --finetune-from is for the default teacher")
+        out_t = args.teacher_out or ARTIFACTS / f"{_slug(Path(spec).name)}-{_slug(args.dataset)}"
+        train = load_dataset(args.dataset, "train")
+        if args.limit:
+            train = train.subset(np.arange(min(args.limit, len(train))))
+        test = load_dataset(args.dataset, "test")
+        if args.limit:
+            test = test.subset(np.arange(min(args.limit, len(test))))
+        finetune_hf_teacher(spec, train, test, out_t, epochs=args.finetune_teacher, lr=args.finetune_lr,
+                            label_smoothing=args.label_smoothing, freeze_backbone=args.freeze_backbone,
+                            seed=args.seed, device=device, amp=args.amp, progress=progress)
+        spec = str(out_t)
+    elif args.finetune_teacher:
         out_t = args.teacher_out or ARTIFACTS / f"efficientnet-lite0-{_slug(args.dataset)}.safetensors"
         train = load_dataset(args.dataset, "train")
         test = load_dataset(args.dataset, "test")
@@ -216,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         if not spec.endswith(".safetensors"):
             raise ValueError("--export-teacher needs a fine-tuned teacher file (--teacher FILE or --finetune-teacher)")
         spec = str(export_teacher(spec, args.export_teacher, args.dataset))
-    teacher = load_teacher(spec, data.num_classes, input_size=args.input_size)
+    teacher = load_teacher(spec, data.num_classes, input_size=args.input_size, features_only=args.features_only)
     out = args.out or Path("artifacts") / "cache" / f"{_slug(data.name)}-{data.split}-{_slug(Path(spec).stem)}"
     history = getattr(teacher, "history", None)
     extra = {"teacher_spec": spec}

@@ -142,7 +142,8 @@ def _lite0_imagenet_state() -> dict[str, torch.Tensor]:
 class HFTeacher(Teacher):
     """Any ``transformers`` image model by hub id or local folder (classification head or bare backbone)."""
 
-    def __init__(self, model_id: str, num_classes: int | None = None):
+    def __init__(self, model_id: str, num_classes: int | None = None, features_only: bool = False,
+                 model: Any = None):
         try:
             import transformers  # noqa: PLC0415
         except ImportError:
@@ -167,14 +168,26 @@ class HFTeacher(Teacher):
         super().__init__(size, mean, std, in_channels=channels)
         archs = getattr(config, "architectures", None) or []
         has_head = any(a.endswith("ForImageClassification") for a in archs)
-        if has_head:
+        if model is not None:  # a classifier being fine-tuned (hf_finetune), already built with its new head
+            has_head = True
+            self.model = model
+            self.num_classes = int(model.config.num_labels)
+        elif has_head:
             self.model = transformers.AutoModelForImageClassification.from_pretrained(model_id)
             self.num_classes = int(self.model.config.num_labels)
-            if num_classes is not None and num_classes != self.num_classes:
-                log.warning("teacher %s has %d classes, the task has %d: only its features will be distilled",
-                            model_id, self.num_classes, num_classes)
-                self.num_classes = None
-        else:
+        if has_head and num_classes is not None and num_classes != self.num_classes:
+            if not features_only:
+                raise ValueError(
+                    f"teacher {model_id} has {self.num_classes} classes but the data set has {num_classes}: its "
+                    f"logits would mean nothing here. Fine-tune it to the data set first ('sdr-tosc cache "
+                    f"--teacher {model_id} --finetune-teacher EPOCHS', a new {num_classes}-class head), or pass "
+                    "--features-only to distil only its features")
+            log.warning("teacher %s has %d classes, the task has %d: only its features are distilled "
+                        "(--features-only)", model_id, self.num_classes, num_classes)
+            self.num_classes = None
+        elif has_head and features_only:
+            self.num_classes = None
+        if not has_head:
             model_type = getattr(config, "model_type", "")
             # the saved architecture (e.g. CLIPVisionModelWithProjection, whose config is clip_vision_model and
             # which AutoModel would load without its projection), else the generic AutoModel
@@ -234,15 +247,19 @@ def _processor_settings(model_id: str, config: Any) -> tuple[int, tuple[float, .
 
 
 # ------------------------------------------------------------------------------------ loading / saving
-def load_teacher(spec: str = DEFAULT_TEACHER, num_classes: int | None = None, input_size: int = 64) -> Teacher:
-    """Build a teacher from a spec (see the module docstring)."""
+def load_teacher(spec: str = DEFAULT_TEACHER, num_classes: int | None = None, input_size: int = 64,
+                 features_only: bool = False) -> Teacher:
+    """Build a teacher from a spec (see the module docstring).
+
+    A ``transformers`` classifier whose label count differs from ``num_classes`` is refused (ValueError saying
+    how to fine-tune it) unless ``features_only``: then only its features are cached."""
     if spec == DEFAULT_TEACHER:
         if num_classes is None:
             raise ValueError("efficientnet-lite0 needs num_classes for its task head")
         return EfficientNetLiteTeacher(num_classes, input_size=input_size)
     if spec.endswith(".safetensors"):
         return load_teacher_file(spec)
-    return HFTeacher(spec, num_classes=num_classes)
+    return HFTeacher(spec, num_classes=num_classes, features_only=features_only)
 
 
 def save_teacher(teacher: EfficientNetLiteTeacher, path: str | os.PathLike[str], extra: dict[str, Any] | None = None,
