@@ -48,11 +48,11 @@ cache_dir, out, stop, toml = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.arg
 from sdr_tosc.config import load_config
 cfg = load_config(TrainConfig, toml, {"epochs": 2, "batch_size": 64, "seed": 3}, section="train")
 cache = TeacherCache.open(cache_dir)
-data = load_dataset("fashion-mnist", "train").subset(np.arange(%d))
+data = load_dataset("fashion-mnist", "train").subset(np.arange(N_IMAGES))
 with distributed_context("cpu") as (dist, device):
     r = train(cfg, cache, data, out, progress=False, device=device, dist=dist, stop_after_epochs=stop or None)
     print("epochs_run", r["epochs_run"], "world", r["world_size"])
-""" % N
+""".replace("N_IMAGES", str(N))
 
 
 def _env() -> dict[str, str]:

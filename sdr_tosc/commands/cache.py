@@ -174,6 +174,10 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     _, world, local_rank = env_world()
     device = resolve_device(args.device, local_rank=local_rank if world > 1 else None)
+    if world > 1 and args.finetune_teacher:
+        raise ValueError("--finetune-teacher under torchrun would have every rank fine-tune into the same file: "
+                         "fine-tune once in a single process (on one GPU), then run the sharded cache build with "
+                         "--teacher set to the fine-tuned teacher")
     for name in ("replays", "batch_size", "chunk_size", "pca_samples"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1")

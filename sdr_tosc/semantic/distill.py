@@ -421,7 +421,7 @@ def train(
             if dist.active:  # the epoch's figures over all ranks
                 keys = list(sums)
                 tot = dist.all_reduce_sum([sums[k] for k in keys] + [float(correct), float(seen)])
-                sums = dict(zip(keys, tot[:len(keys)]))
+                sums = dict(zip(keys, tot[:len(keys)], strict=True))
                 correct, seen = int(tot[-2]), int(tot[-1])
             rec: dict[str, Any] = {"epoch": epoch + 1, **{k: v / seen for k, v in sums.items()},
                                    "train_acc": correct / seen, "seconds": round(time.perf_counter() - t0, 1)}
