@@ -1,13 +1,18 @@
-"""End-to-end semantic link figures: images/s through the loopback, and the per-image latency budget.
+"""End-to-end semantic link figures: throughput, air efficiency, link accuracy against simulation, latency.
 
 Prints one JSON object:
-* ``loopback``: images/s and accuracy through TX radio -> channel process -> RX radio at 10 dB and 2 kHz CFO
-  (the whole ``run_link`` loop: encode, modulate, sockets, channel, stream demodulation, decode, feedback);
-* ``latency_ms_per_image``: median time of each stage for one image at batch 1, measured in this process
-  (student encode, modem modulate, modem demodulate of the burst plus 2000 noise samples, student decode),
-  plus the burst's airtime at 1 Msps.
 
-Usage: .venv/bin/python benchmarks/bench_link.py [--images 500] [--checkpoint PATH]
+* ``loopback``: the loopback demo's path (TX zmq radio -> ``sdr-tosc channel`` process at 10 dB and 2 kHz CFO ->
+  RX zmq radio, SNR feedback on, 128 images per burst): images/s end to end, accuracy, frames lost, air samples
+  per image and the payload share of the air; and ``ratio_to_student``: that rate over the student's own
+  encode + decode rate (batch 256, one thread, measured in this process: the link's overhead, not the model).
+* ``link_vs_simulation``: at each SNR from -5 to 25 dB, link accuracy through the channel process (lost images
+  count as wrong; what ``sdr-tosc measure --sweep-snr-db`` runs) next to the same student's accuracy in
+  simulation on the same test images (``sdr-tosc evaluate``'s AWGN channel), and the difference.
+* ``latency_ms_per_image``: median time of each stage at batch 1 (encode, modulate, demodulate one burst in a
+  buffer with 2000 noise samples, decode) and the burst's airtime at 1 Msps.
+
+Usage: .venv/bin/python benchmarks/bench_link.py [--images 5000] [--compare-images 1000] [--checkpoint PATH]
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import numpy as np
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--images", type=int, default=500)
+    ap.add_argument("--images", type=int, default=5000, help="images through the loopback for images/s")
+    ap.add_argument("--compare-images", type=int, default=1000, help="images per SNR for link vs simulation")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--repeats", type=int, default=200)
     a = ap.parse_args()
@@ -32,6 +38,7 @@ def main() -> None:
     from sdr_tosc.link.loopback import run_loopback
     from sdr_tosc.modem import FrameHeader, Modem
     from sdr_tosc.semantic.datasets import load_dataset
+    from sdr_tosc.semantic.evaluate import accuracy_vs_snr
     from sdr_tosc.semantic.student import load_checkpoint
     from sdr_tosc.zoo import default_student_path
 
@@ -40,7 +47,35 @@ def main() -> None:
     data = load_dataset("fashion-mnist", "test")
     x, y = data.images[: a.images], data.labels[: a.images]
 
-    rep = run_loopback(student, x, y, LinkConfig(batch_size=32), progress=False, snr_db=10.0, cfo_hz=2000.0, seed=1)
+    # the student alone: encode + decode at batch 256 (what the link does per burst, without the PHY)
+    xb = data.images[:2048]
+    student.decode(student.encode(xb[:256], 10.0), 10.0)
+    t0 = time.perf_counter()
+    for i in range(0, xb.shape[0], 256):
+        student.decode(student.encode(xb[i:i + 256], 10.0), 10.0)
+    student_rate = xb.shape[0] / (time.perf_counter() - t0)
+
+    rep = run_loopback(student, x, y, LinkConfig(), progress=False, snr_db=10.0, cfo_hz=2000.0, seed=1)
+    loop = {"images": rep.images, "images_per_s": round(rep.images_per_s, 1), "accuracy": rep.accuracy,
+            "frame_loss": rep.frame_loss, "snr_db_mean": round(rep.snr_db_mean, 3), "symbols_mean": rep.symbols_mean,
+            "air_samples_per_image": round(rep.air_samples_per_image, 2),
+            "payload_air_fraction": round(rep.symbols_mean / rep.air_samples_per_image, 4), "bursts": rep.bursts,
+            "student_images_per_s": round(student_rate, 1),
+            "ratio_to_student": round(rep.images_per_s / student_rate, 3),
+            "channel": {"snr_db": 10.0, "cfo_hz": 2000.0}}
+
+    snrs = [-5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 25.0]
+    import dataclasses
+
+    sub = dataclasses.replace(data, images=data.images[: a.compare_images], labels=data.labels[: a.compare_images])
+    sim = accuracy_vs_snr(student, sub, snrs, channel="awgn", seed=0)
+    rows = {}
+    for s, acc_sim in zip(snrs, sim, strict=True):
+        r = run_loopback(student, sub.images, sub.labels, LinkConfig(), progress=False, snr_db=s, cfo_hz=2000.0, seed=2)
+        rows[f"{s:g}dB"] = {"link_accuracy": r.accuracy, "simulation_accuracy": acc_sim,
+                            "difference_points": round(100 * (r.accuracy - acc_sim), 2), "frame_loss": r.frame_loss,
+                            "snr_db_mean": round(r.snr_db_mean, 3), "symbols_mean": r.symbols_mean,
+                            "air_samples_per_image": round(r.air_samples_per_image, 2)}
 
     modem = Modem()
     rng = np.random.default_rng(0)
@@ -67,11 +102,12 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "link",
         "student_parameters": student.num_parameters(),
-        "loopback": {"images": rep.images, "images_per_s": rep.images_per_s, "accuracy": rep.accuracy,
-                     "frame_loss": rep.frame_loss, "snr_db_mean": rep.snr_db_mean, "symbols_mean": rep.symbols_mean,
-                     "channel": {"snr_db": 10.0, "cfo_hz": 2000.0}},
+        "loopback": loop,
+        "link_vs_simulation": {"images": int(sub.images.shape[0]), "channel": "awgn, 2 kHz CFO (link)",
+                               "points": rows,
+                               "max_abs_difference_points": max(abs(r["difference_points"]) for r in rows.values())},
         "latency_ms_per_image": lat,
-        "burst_samples": int(burst.size),
+        "burst_samples_one_image": int(burst.size),
         "threads": 1,
     }, indent=2))
 

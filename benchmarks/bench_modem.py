@@ -324,10 +324,10 @@ def bench_speed(modem, rng):
         out[section][key] = round(n_samples / times[0])
         out[section][key + "_cpu_time"] = round(n_samples / times[1])
 
-    for n in (64, 1024, 16384):
+    for n in (64, 1024, 8191):
         p = _payload(rng, n)
         h = FrameHeader(seq=1)
-        reps = 200 if n < 16384 else 20
+        reps = 200 if n < 8191 else 20
         t = _best_time(lambda p=p, h=h, reps=reps: [modem.modulate(p, h) for _ in range(reps)], 5)
         rate("modulate_samples_per_s", f"payload_{n}", reps * modem.burst_length(n), t)
     x = complex_noise(10_000_000, 1.0, rng)
