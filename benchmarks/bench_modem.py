@@ -39,18 +39,18 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.special import erfc  # noqa: E402
 
-from sdr_tosc.modem import DigitalConfig, DigitalMode, FrameHeader, Modem, ModemConfig  # noqa: E402
 from sdr_tosc.channel.impairments import (  # noqa: E402
     apply_cfo,
     awgn,
+    complex_noise,
     fractional_delay,
     multipath,
-    complex_noise,
     phase_noise,
     place_bursts,
     random_multipath_taps,
     sample_clock_offset,
 )
+from sdr_tosc.modem import DigitalConfig, DigitalMode, FrameHeader, Modem, ModemConfig  # noqa: E402
 
 FS = 1e6
 CFO_MAX_HZ = 0.04 * FS

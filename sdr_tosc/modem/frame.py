@@ -58,9 +58,9 @@ from scipy import fft as sp_fft
 
 from . import estimate as est
 from .config import ModemConfig
+from .equalizer import MAX_RESIDUAL_SLOPE, demodulate_payloads
 from .grid import ResourceGrid
 from .header import SHORT_HEADER_SYMBOLS, FrameHeader, HeaderCodec
-from .equalizer import MAX_RESIDUAL_SLOPE, demodulate_payloads
 from .sync import Candidate, detect, synchronise
 
 __all__ = ["FrameHeader", "Modem", "ModemConfig", "RxFrame"]

@@ -84,7 +84,6 @@ def detect(x: np.ndarray, grid: ResourceGrid, threshold: float, max_cfo: float) 
     xp = x[: ns + SYNC_PERIOD].reshape(-1, SYNC_PERIOD)
     pairs = np.concatenate([xp[:-1], xp[1:]], axis=1)  # [periods, 16]
     cc = (pairs @ grid.sync_filter).reshape(nblk, SYNC_PERIOD, SYNC_PERIOD)  # [block, period, phase]
-    c = cc.reshape(-1)
     e = np.einsum("bjr,bjr->br", cc.real, cc.real) + np.einsum("bjr,bjr->br", cc.imag, cc.imag)
     xf = x[:ns].view(np.float32).reshape(nblk, 2 * _BLOCK)
     pw = np.einsum("ij,ij->i", xf, xf).astype(np.float64)
