@@ -75,25 +75,27 @@ def test_page_follows_a_running_demo_and_agrees_with_its_final_json(browser, tmp
         browser.get(mon.url)
         _until(lambda: _js(browser, "window.monitorSnapshots && window.monitorSnapshots() > 0"), 20, "first snapshot")
         demo = subprocess.Popen(
-            [sys.executable, "-m", "sdr_tosc.cli", "demo", "--images", "2500", "--snr-db", "12", "--no-progress",
+            [sys.executable, "-m", "sdr_tosc.cli", "demo", "--images", "3000", "--snr-db", "12", "--no-progress",
              "--events", endpoint, "--events-wait-s", "30", "--json", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            first = _until(lambda: _js(browser, "window.monitorLast && window.monitorLast.frames"), 90, "frames")
-            n_points = _js(browser, "document.getElementById('f_acc').data[0].x.length")
-            # the page's controls reach the channel simulator, and its truth follows
+            # the page's controls reach the channel simulator (checked in the demo's truth at the end)
             _until(lambda: _js(browser, "window.monitorLast.channel !== null"), 30, "the simulator's settings")
-            box = browser.find_element("id", "c_snr")
-            box.clear()
-            box.send_keys("6")
-            browser.find_element("id", "c_apply").click()
-            _until(lambda: _js(browser, "window.monitorLast.channel.snr_db") == 6, 30, "the page's SNR applied")
-            _until(lambda: 6.0 in _js(browser, "window.monitorLast.truth.snr_db.map((v) => Math.round(v))"), 30,
-                   "true SNR of 6 dB")
-            later = _until(lambda: (f := _js(browser, "window.monitorLast.frames")) > first and f, 60, "more frames")
-            assert later > first  # the figures move while the demo runs
-            _until(lambda: _js(browser, "document.getElementById('f_acc').data[0].x.length") > n_points
-                   or _js(browser, "window.monitorLast.end !== null"), 30, "the accuracy curve to grow")
+            answers = []
+            for _ in range(3):  # a loaded machine may keep the simulator from answering in time: retry
+                box = browser.find_element("id", "c_snr")
+                box.clear()
+                box.send_keys("6")
+                browser.find_element("id", "c_apply").click()
+                _until(lambda: (t := browser.find_element("id", "c_ans").text) == "applied" or t.startswith("refused"),
+                       30, "the channel's answer")
+                answers.append(browser.find_element("id", "c_ans").text)
+                if answers[-1] == "applied":
+                    break
+            assert answers[-1] == "applied", (answers, demo.poll())
+            _until(lambda: _js(browser, "window.monitorLast.channel.snr_db") == 6, 30,
+                   f"the page's SNR applied (page said: {browser.find_element('id', 'c_ans').text})")
+            _until(lambda: _js(browser, "window.monitorLast.frames") > 0, 90, "frames")
             if demo.poll() is None:
                 browser.save_screenshot(str(artefacts / "monitor-during-demo.png"))
             _, err = demo.communicate(timeout=180)
@@ -106,6 +108,11 @@ def test_page_follows_a_running_demo_and_agrees_with_its_final_json(browser, tmp
         summary = result.get("summary", result.get("result", {}).get("summary"))
         last = _until(lambda: _js(browser, "window.monitorLast.end !== null && window.monitorLast"), 20, "the end")
         browser.save_screenshot(str(artefacts / "monitor-after-demo.png"))
+    seen = _js(browser, "window.monitorFramesSeen")
+    assert len([f for f in seen if 0 < f < summary["images"]]) >= 2, seen  # it drew the run as it went
+    assert _js(browser, "document.getElementById('f_acc').data[0].x.length") > 1
+    # the simulator took the page's SNR: the demo's own per-frame truth shows bursts at 6 dB
+    assert any(abs(f.get("snr_true_db", 99) - 6.0) < 0.5 for f in result["frames"])
     assert last["frames"] == summary["received"]
     assert last["correct"] == summary["correct"]
     assert last["sent"] == summary["images"]

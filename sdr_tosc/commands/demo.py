@@ -126,9 +126,9 @@ def _run(args: argparse.Namespace, pub) -> int:  # noqa: ANN001
                             channel_control=lb.channel.control_endpoint if lb.channel is not None else None)
         events.attach(lb.tx, lb.rx)
         if pub is not None:
-            events.publish_status()
             if not pub.wait_subscriber(10.0 if args.monitor is not None else args.events_wait_s):
                 print("sdr-tosc demo: no monitor subscribed yet; starting anyway", file=sys.stderr)
+            events.publish_status()  # the monitor learns the simulator's control socket before the first frame
         report = run_link(lb.tx, lb.rx, images, labels, progress=not args.no_progress,
                           truth=(lambda: lb.channel.truth()) if lb.channel is not None else None)
         latency = events.latency_ms()

@@ -6,6 +6,7 @@ const pct = (x) => (x === null || x === undefined) ? "–" : (100 * x).toFixed(2
 let snapshots = 0;
 window.monitorSnapshots = () => snapshots;
 window.monitorLast = null;
+window.monitorFramesSeen = [];  // frame counts the page has drawn (the browser test reads it)
 
 function lay(title, xt, yt, extra) {
   return Object.assign({title: {text: title, font: {size: 13}}, margin: M, uirevision: "keep",
@@ -108,18 +109,22 @@ function draw(s) {
     }
   }
   snapshots += 1;
+  const seen = window.monitorFramesSeen;
+  if (seen.length === 0 || seen[seen.length - 1] !== s.frames) seen.push(s.frames);
+  if (seen.length > 1000) seen.shift();
   window.monitorLast = s;
 }
 let controlsLoaded = false;
 let lastSlowKey = null;
 
 document.getElementById("c_apply").addEventListener("click", async () => {
+  document.getElementById("c_ans").textContent = "applying…";
   const body = {snr_db: parseFloat(document.getElementById("c_snr").value),
                 cfo_hz: parseFloat(document.getElementById("c_cfo").value),
                 multipath: document.getElementById("c_mp").value};
   const r = await fetch("/api/channel", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
   const j = await r.json();
-  document.getElementById("c_msg").textContent = j.ok ? "applied" : "refused: " + j.error;
+  document.getElementById("c_ans").textContent = j.ok ? "applied" : "refused: " + j.error;
 });
 
 // draw only the newest snapshot, when the previous drawing is done (a slow machine skips, never lags)
