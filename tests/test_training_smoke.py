@@ -67,7 +67,7 @@ def test_train_limit_must_match_the_cache(small_cache, tmp_path, capsys):
     out = tmp_path / "s.safetensors"
     assert main(["train", "--cache", str(small_cache), "--limit", "128", "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert f"--limit {N}" in err and "cache --limit 128" in err
+    assert f"pass --limit {N}" in err and "cache --limit 128" in err
     assert main(["train", "--cache", str(small_cache), "--out", str(out)]) == 1
     assert f"pass --limit {N}" in capsys.readouterr().err
     assert not out.exists()

@@ -115,9 +115,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 0, got {args.limit}")
     if args.limit:
         if cache is not None and args.limit != cache.num_samples:
-            raise ValueError(f"--limit {args.limit}: the teacher cache {cache.path} holds the first "
-                             f"{cache.num_samples} samples of {cache.dataset_name}; pass --limit {cache.num_samples} "
-                             f"or build a cache with 'sdr-tosc cache --limit {args.limit}'")
+            held = ("all the" if cache.num_samples == len(data) else "the first") + f" {cache.num_samples}"
+            fix = "drop --limit" if cache.num_samples == len(data) else f"pass --limit {cache.num_samples}"
+            raise ValueError(f"--limit {args.limit}: the teacher cache {cache.path} holds {held} samples of "
+                             f"{cache.dataset_name}; {fix}, or build a cache with 'sdr-tosc cache --limit "
+                             f"{args.limit}' for a quick run")
         if args.limit > len(data):
             raise ValueError(f"--limit {args.limit} exceeds the {len(data)} images of {data.name}/{data.split}")
         data = data.subset(np.arange(args.limit))
