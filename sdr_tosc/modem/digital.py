@@ -15,6 +15,7 @@ residual errors remain: the "cliff" of separate source/channel coding).
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 from typing import Literal
@@ -24,6 +25,19 @@ import numpy as np
 from .fec import TAIL_BITS, conv_encode, viterbi_decode
 from .frame import FrameHeader, Modem, RxFrame
 from .qam import bits_per_symbol, qam_llr, qam_map
+
+
+
+def _pn127() -> np.ndarray:
+    state, out = 0b1011101, []
+    for _ in range(127):
+        bit = ((state >> 6) ^ (state >> 3)) & 1
+        out.append(bit)
+        state = ((state << 1) | bit) & 0x7F
+    return np.array(out, np.uint8)
+
+
+_PN127 = _pn127()
 
 KIND_DIGITAL = 1
 
@@ -66,9 +80,22 @@ class DigitalMode:
         return -(-self.n_coded_bits(n_bits) // self.bps)
 
     def _perm(self, n: int) -> np.ndarray:
-        if not self.config.interleave:
+        """Interleaver: coded bit ``j`` goes to slot ``(a * j) mod n`` with ``a`` the first integer from
+        ``0.618 n`` that is coprime with ``n`` (a formula, so it is the same for every numpy version)."""
+        if not self.config.interleave or n < 3:
             return np.arange(n)
-        return np.random.default_rng(n).permutation(n)
+        a = max(int(0.618 * n), 1)
+        while math.gcd(a, n) != 1:
+            a += 1
+        return (a * np.arange(n, dtype=np.int64)) % n
+
+    @staticmethod
+    def _scrambler(n: int) -> np.ndarray:
+        """uint8[n] whitening sequence (802.11's x^7 + x^4 + 1, state 1011101), XORed onto the coded bits:
+        without it a run of zeros (padding) maps to one constellation point on every subcarrier, a large
+        OFDM peak that the back-off clips."""
+        seq = _PN127[np.arange(n) % 127]
+        return seq
 
     # encode / decode ---------------------------------------------------------------------------
     def encode(self, bits: np.ndarray) -> np.ndarray:
@@ -83,7 +110,7 @@ class DigitalMode:
         coded = coded[self._perm(coded.size)]
         pad = (-coded.size) % self.bps
         coded = np.concatenate([coded, np.zeros(pad, np.uint8)])
-        return qam_map(coded, self.config.modulation)
+        return qam_map(coded ^ self._scrambler(coded.size), self.config.modulation)
 
     def llrs(self, symbols: np.ndarray, noise_var: float | np.ndarray, n_bits: int) -> np.ndarray:
         """Coded-bit LLRs (de-interleaved, float32[n_coded_bits(n_bits)]) from received symbols."""
@@ -97,6 +124,7 @@ class DigitalMode:
         if nv.ndim:
             nv = nv.ravel()[: self.n_symbols(n_bits)]
         lam = qam_llr(y[: self.n_symbols(n_bits)], nv, self.config.modulation)[:n_coded]
+        lam = np.where(self._scrambler(n_coded) == 1, -lam, lam)  # undo the whitening on the LLRs
         out = np.empty(n_coded, np.float32)
         out[self._perm(n_coded)] = lam
         return out
