@@ -79,6 +79,7 @@ from .feedback import FeedbackReceiver, FeedbackSender
 from .session import (
     KIND_SEMANTIC,
     SEQ_MOD,
+    FeedbackTransmitter,
     FrameResult,
     LinkConfig,
     LinkReport,
@@ -109,25 +110,14 @@ class DigitalSent(SentFrame):
     n_bytes: int = 0
 
 
-class DigitalTransmitter:
+class DigitalTransmitter(FeedbackTransmitter):
     """Images -> codec bytes -> digital-mode bursts -> radio (same interface as SemanticTransmitter)."""
 
     def __init__(self, codec: Any, modem: Modem, radio: Any, config: LinkConfig = LinkConfig(),
                  digital: DigitalLinkConfig = DigitalLinkConfig(), feedback: FeedbackReceiver | None = None,
                  after_send: Callable[[], None] | None = None) -> None:
-        self.codec, self.modem, self.radio, self.config, self.digital = codec, modem, radio, config, digital
-        self.feedback, self.after_send = feedback, after_send
-        self.sent = 0
-        self.bursts = 0
-        self.air_samples = 0
-
-    def current_snr_db(self) -> float:
-        return self.feedback.snr_db() if self.feedback is not None else self.config.initial_snr_db
-
-    def robust_header(self, snr_db: float) -> bool:
-        if self.feedback is not None and not self.feedback.fresh:
-            return True
-        return snr_db < self.config.robust_below_db
+        super().__init__(modem, radio, config, feedback, after_send)
+        self.codec, self.digital = codec, digital
 
     def send(self, images: np.ndarray, first_index: int = 0) -> list[DigitalSent]:
         snr = header_snr_db(self.current_snr_db())
@@ -368,22 +358,12 @@ def open_scheme_loopback(schemes: Sequence[str], student: Any, codecs: dict[str,
                          feedback: bool = True, **channel_settings: Any) -> Iterator[SchemeLoopback]:
     """Like :func:`sdr_tosc.link.loopback.open_loopback` (channel process + zmq radios + feedback) for
     any set of schemes."""
-    from ..channel import ChannelSimulator  # noqa: PLC0415
-    from ..radio import open_radio  # noqa: PLC0415
-    from .loopback import channel_barrier, feedback_pair  # noqa: PLC0415
+    from .loopback import simulated_air  # noqa: PLC0415
 
-    fs = modem_config.sample_rate_hz
-    if channel_settings.setdefault("sample_rate_hz", fs) != fs:
-        raise ValueError(f"channel sample_rate_hz={channel_settings['sample_rate_hz']} differs from the modem's {fs}")
-    modem = Modem(modem_config)
-    with contextlib.ExitStack() as stack:
-        ch = stack.enter_context(ChannelSimulator(**channel_settings))
-        txr = stack.enter_context(open_radio("zmq", tx_endpoint=ch.in_endpoint, sample_rate_hz=fs))
-        rxr = stack.enter_context(open_radio("zmq", rx_endpoint=ch.out_endpoint, sample_rate_hz=fs))
-        fb_rx, fb_tx = feedback_pair(stack, link) if feedback else (None, None)
-        txs, rx = build_schemes(schemes, student, codecs, modem, txr, rxr, link, digital, fb_rx, fb_tx,
-                                after_send=lambda: channel_barrier(ch, txr))
-        yield SchemeLoopback(ch, txs, rx)
+    with simulated_air(link, modem_config, feedback, channel_settings) as air:
+        txs, rx = build_schemes(schemes, student, codecs, air.modem, air.tx_radio, air.rx_radio, link, digital,
+                                air.fb_rx, air.fb_tx, after_send=air.barrier)
+        yield SchemeLoopback(air.channel, txs, rx)
 
 
 @contextlib.contextmanager

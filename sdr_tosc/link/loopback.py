@@ -52,20 +52,43 @@ def open_loopback(
     **channel_settings: Any,
 ) -> Iterator[Loopback]:
     """Context manager: a running channel simulator + semantic TX/RX over zmq radios (+ SNR feedback)."""
+    with simulated_air(link, modem_config, feedback, channel_settings) as air:
+        tx = SemanticTransmitter(student, air.modem, air.tx_radio, link, air.fb_rx, after_send=air.barrier)
+        yield Loopback(air.channel, tx, SemanticReceiver(student, air.modem, air.rx_radio, link, air.fb_tx))
+
+
+@dataclass
+class SimulatedAir:
+    """What a loopback's ends share: the channel process, a zmq radio at each end, the feedback pair."""
+
+    channel: Any
+    modem: Modem
+    tx_radio: Any
+    rx_radio: Any
+    fb_rx: FeedbackReceiver | None
+    fb_tx: FeedbackSender | None
+
+    def barrier(self) -> None:
+        channel_barrier(self.channel, self.tx_radio)
+
+
+@contextlib.contextmanager
+def simulated_air(link: LinkConfig, modem_config: ModemConfig, feedback: bool,
+                  channel_settings: dict[str, Any]) -> Iterator[SimulatedAir]:
+    """Start the channel simulator on ephemeral loopback ports, open a zmq radio at each end and (with
+    ``feedback``) the SNR feedback pair; everything is closed on exit."""
     from ..channel import ChannelSimulator  # noqa: PLC0415
     from ..radio import open_radio  # noqa: PLC0415
 
     fs = modem_config.sample_rate_hz
     if channel_settings.setdefault("sample_rate_hz", fs) != fs:
         raise ValueError(f"channel sample_rate_hz={channel_settings['sample_rate_hz']} differs from the modem's {fs}")
-    modem = Modem(modem_config)
     with contextlib.ExitStack() as stack:
         ch = stack.enter_context(ChannelSimulator(**channel_settings))
         txr = stack.enter_context(open_radio("zmq", tx_endpoint=ch.in_endpoint, sample_rate_hz=fs))
         rxr = stack.enter_context(open_radio("zmq", rx_endpoint=ch.out_endpoint, sample_rate_hz=fs))
         fb_rx, fb_tx = feedback_pair(stack, link) if feedback else (None, None)
-        tx = SemanticTransmitter(student, modem, txr, link, fb_rx, after_send=lambda: channel_barrier(ch, txr))
-        yield Loopback(ch, tx, SemanticReceiver(student, modem, rxr, link, fb_tx))
+        yield SimulatedAir(ch, Modem(modem_config), txr, rxr, fb_rx, fb_tx)
 
 
 @contextlib.contextmanager

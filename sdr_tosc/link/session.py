@@ -125,11 +125,14 @@ def decoder_snr_db(frame: RxFrame) -> float:
     return float(-10.0 * np.log10(max(float(nv.mean()), 1e-12)))
 
 
-class SemanticTransmitter:
-    def __init__(self, student: Any, modem: Modem, radio: Any, config: LinkConfig = LinkConfig(),
+class FeedbackTransmitter:
+    """What every transmitter of the link shares: a modem and a radio, the fed-back SNR and the header form
+    it implies, and counters of images, bursts and air samples sent."""
+
+    def __init__(self, modem: Modem, radio: Any, config: LinkConfig = LinkConfig(),
                  feedback: FeedbackReceiver | None = None, after_send: Callable[[], None] | None = None):
         """``after_send`` runs after each batch (the loopback uses it to wait for the simulator)."""
-        self.student, self.modem, self.radio, self.config, self.feedback = student, modem, radio, config, feedback
+        self.modem, self.radio, self.config, self.feedback = modem, radio, config, feedback
         self.after_send = after_send
         self.events: Any = None  # sdr_tosc.link.events.LinkEvents (live monitor), or None
         self.sent = 0
@@ -144,6 +147,13 @@ class SemanticTransmitter:
         if self.feedback is not None and not self.feedback.fresh:
             return True
         return snr_db < self.config.robust_below_db
+
+
+class SemanticTransmitter(FeedbackTransmitter):
+    def __init__(self, student: Any, modem: Modem, radio: Any, config: LinkConfig = LinkConfig(),
+                 feedback: FeedbackReceiver | None = None, after_send: Callable[[], None] | None = None):
+        super().__init__(modem, radio, config, feedback, after_send)
+        self.student = student
 
     def images_per_burst(self, n_symbols: int) -> int:
         return max(1, min(self.config.images_per_burst, self.modem.config.max_payload_symbols // max(n_symbols, 1)))
