@@ -75,7 +75,10 @@ def test_page_follows_a_running_demo_and_agrees_with_its_final_json(browser, tmp
         browser.get(mon.url)
         _until(lambda: _js(browser, "window.monitorSnapshots && window.monitorSnapshots() > 0"), 20, "first snapshot")
         demo = subprocess.Popen(
+            # small bursts (8 images) keep the demo running for several seconds: with the default 128-image
+            # bursts 3000 images take ~2 s and the simulator could be gone before the page's control arrives
             [sys.executable, "-m", "sdr_tosc.cli", "demo", "--images", "3000", "--snr-db", "12", "--no-progress",
+             "--batch-size", "8", "--images-per-burst", "8",
              "--events", endpoint, "--events-wait-s", "30", "--json", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:

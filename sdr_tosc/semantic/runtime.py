@@ -136,4 +136,13 @@ def distributed_context(device_spec: str = "auto") -> Iterator[tuple[Dist, torch
         yield Dist(rank, world, local, backend), device
     finally:
         if owned:
-            dist.destroy_process_group()
+            # the DistributedDataParallel wrapper holds the group through reference cycles (its hooks): free
+            # it first, or its reducer is destroyed after the group at interpreter exit and the process aborts
+            # ("terminate called without an active exception", seen on a clean CI run)
+            import gc  # noqa: PLC0415
+
+            gc.collect()
+            try:
+                dist.barrier()
+            finally:
+                dist.destroy_process_group()
