@@ -332,6 +332,10 @@ class PlutoRadio(Radio):
         s = getattr(self, "_sdr", None)
         if s is None:
             return
+        # destroying the TX buffer cuts a burst still playing: let what was queued go out first (bounded)
+        busy = self.tx_busy_s if getattr(self, "_tx_busy_until", None) is not None else 0.0
+        if busy > 0:
+            time.sleep(min(busy + 0.05, 5.0))
         for fn in (s.tx_destroy_buffer, s.rx_destroy_buffer):
             try:
                 fn()
