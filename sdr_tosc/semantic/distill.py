@@ -40,7 +40,7 @@ from ..fileio import atomic_path
 from .datasets import ImageSet
 from .evaluate import teacher_accuracy_from_manifest
 from .losses import ib_loss
-from .runtime import Dist, amp_dtype, autocast, grad_scaler, resolve_device
+from .runtime import Dist, amp_dtype, autocast, grad_scaler, optimizer_step, resolve_device
 from .student import MODELS, SemanticStudent, read_checkpoint_metadata, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -401,17 +401,7 @@ def train(
                 if not torch.isfinite(losses["loss"]):
                     raise RuntimeError(f"training diverged at epoch {epoch + 1} step {i} (loss {float(losses['loss'])}); "
                                        "lower --lr")
-                opt.zero_grad(set_to_none=True)
-                if scaler is not None:  # float16 autocast on CUDA
-                    scaler.scale(losses["loss"]).backward()
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(params, 5.0)
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    losses["loss"].backward()
-                    torch.nn.utils.clip_grad_norm_(params, 5.0)
-                    opt.step()
+                optimizer_step(losses["loss"], opt, scaler, clip_params=params, max_norm=5.0)
                 for k in sums:
                     sums[k] += float(losses[k].detach()) * len(idx)
                 correct += int((out["logits"].argmax(1) == labels_dev[idx_dev]).sum())

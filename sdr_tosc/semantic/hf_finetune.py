@@ -55,7 +55,7 @@ def finetune_hf_teacher(
     from safetensors.torch import load_file, save_file  # noqa: PLC0415
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    from .runtime import autocast, grad_scaler, resolve_device  # noqa: PLC0415
+    from .runtime import autocast, grad_scaler, optimizer_step, resolve_device  # noqa: PLC0415
     from .teachers import HFTeacher, _flatten_opt, _unflatten_opt, augment_batch, evaluate_teacher  # noqa: PLC0415
 
     if epochs < 1 or batch_size < 1 or not lr > 0 or not 0.0 <= label_smoothing < 1.0:
@@ -122,14 +122,7 @@ def finetune_hf_teacher(
             with autocast(device, amp):
                 logits, _ = teacher(teacher.preprocess(augment_batch(imgs[idx], g)))
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            optimizer_step(loss, opt, scaler)
             seen += len(idx)
             correct += int((logits.argmax(1) == y).sum())
             loss_sum += float(loss.detach()) * len(idx)

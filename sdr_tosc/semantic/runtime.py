@@ -72,6 +72,25 @@ def grad_scaler(device: torch.device, enabled: bool = True) -> Any:
     return None
 
 
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: Any = None,
+                   clip_params: Any = None, max_norm: float = 5.0) -> None:
+    """``zero_grad``, backward, optional gradient-norm clipping of ``clip_params``, step: through ``scaler``
+    (float16 autocast on CUDA: scaled loss, gradients unscaled before clipping) or plainly."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if clip_params is not None:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(clip_params, max_norm)
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        if clip_params is not None:
+            torch.nn.utils.clip_grad_norm_(clip_params, max_norm)
+        opt.step()
+
+
 @dataclass(frozen=True)
 class Dist:
     """This process's place in a torchrun job (``world_size == 1``: a plain single process)."""

@@ -366,7 +366,7 @@ def finetune_teacher(
     ``device``: where it trains (``auto``/``cpu``/``cuda``/``cuda:N``); ``amp``: ``torch.autocast`` on CUDA
     only. Returns this stage's history dict.
     """
-    from .runtime import autocast, grad_scaler, resolve_device  # noqa: PLC0415
+    from .runtime import autocast, grad_scaler, optimizer_step, resolve_device  # noqa: PLC0415
 
     device = resolve_device(device) if not isinstance(device, torch.device) else device
     if not 0.0 <= label_smoothing < 1.0:
@@ -432,14 +432,7 @@ def finetune_teacher(
             with autocast(device, amp):
                 logits, _ = teacher(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            optimizer_step(loss, opt, scaler)
             seen += len(idx)
             correct += int((logits.argmax(1) == y).sum())
             loss_sum += loss.item() * len(idx)
