@@ -156,15 +156,7 @@ class DigitalTransmitter(FeedbackTransmitter):
                                            n == 0, share, robust, mod, len(payloads[j])))
             self.bursts += 1
             self.air_samples += iq.size + gap
-        if self.config.pack_bursts:
-            gap_iq = np.zeros(self.config.gap_samples, np.complex64)
-            self.radio.tx(np.concatenate([x for b in bursts for x in (b, gap_iq)]))
-        else:
-            for b in bursts:
-                self.radio.tx(b)
-        if self.after_send is not None:
-            self.after_send()
-        self.sent += len(records)
+        self._emit(bursts, len(records))
         return records
 
 

@@ -148,6 +148,19 @@ class FeedbackTransmitter:
             return True
         return snr_db < self.config.robust_below_db
 
+    def _emit(self, bursts: list[np.ndarray], n_images: int) -> None:
+        """Put a batch's bursts on the radio (one call with gaps when packing, else one call each), run
+        ``after_send`` and count the images."""
+        if self.config.pack_bursts:
+            gap_iq = np.zeros(self.config.gap_samples, np.complex64)
+            self.radio.tx(np.concatenate([x for b in bursts for x in (b, gap_iq)]))
+        else:
+            for b in bursts:
+                self.radio.tx(b)
+        if self.after_send is not None:
+            self.after_send()
+        self.sent += n_images
+
 
 class SemanticTransmitter(FeedbackTransmitter):
     def __init__(self, student: Any, modem: Modem, radio: Any, config: LinkConfig = LinkConfig(),
@@ -187,18 +200,7 @@ class SemanticTransmitter(FeedbackTransmitter):
             self.bursts += 1
             self.air_samples += iq.size + gap
         t_mod = time.perf_counter()
-        if self.config.pack_bursts:
-            gap_iq = np.zeros(self.config.gap_samples, np.complex64)
-            parts = []
-            for b in bursts:
-                parts += [b, gap_iq]
-            self.radio.tx(np.concatenate(parts))
-        else:
-            for b in bursts:
-                self.radio.tx(b)
-        if self.after_send is not None:
-            self.after_send()
-        self.sent += len(records)
+        self._emit(bursts, len(records))
         if self.events is not None:
             self.events.on_sent(records, symbols, t0, t_enc, t_mod, time.perf_counter())
         return records
