@@ -238,7 +238,7 @@ def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_p
     keep = (gate >= _GATE) & (start >= -TIMING_BACKOFF)
     if not keep.any():
         return []
-    start, cfo, metric, t_ltf = start[keep], cfo[keep], gate[keep], t_ltf[keep]  # noqa: F841
+    start, cfo, metric, t_ltf = start[keep], cfo[keep], gate[keep], t_ltf[keep]
     nf = start.size
     # DC: the mean over the sync field (its tones have none)
     dc = gather(x, start[:, None] + np.arange(cp, grid.sync_len - 16)[None, :]).astype(np.complex128).mean(axis=1)
