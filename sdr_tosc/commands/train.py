@@ -20,6 +20,7 @@ EXAMPLES = """
   sdr-tosc train --cache /tmp/c --limit 512 --epochs 1 --out /tmp/s.safetensors   # with 'cache --limit 512'
   sdr-tosc train --model cifar-cnn --dataset cifar10 --cache artifacts/cache/cifar10-vit --out runs/c10.safetensors
   sdr-tosc train --device cuda --out runs/s.safetensors                 # one GPU (mixed precision)
+  sdr-tosc train --tensorboard runs/tb --out runs/s.safetensors          # then: tensorboard --logdir runs/tb
   torchrun --standalone --nproc-per-node 8 $(which sdr-tosc) train --device cuda --out runs/s.safetensors
   # interrupted? run the same command again: it resumes after the last finished epoch
 """
@@ -63,6 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "built with 'sdr-tosc cache --limit N' (the same first N images)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out made with other settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                   help="log losses, accuracy and learning rate to TensorBoard in DIR (tensorboard --logdir DIR)")
     add_config_flag(p)
     add_json_flag(p)
 
@@ -137,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
 
     with distributed_context(args.device) as (dist, device):
         result = train(config, cache, data, args.out, progress=not args.no_progress and dist.is_main, test=test,
-                       overwrite=args.overwrite, device=device, dist=dist, amp=args.amp)
+                       overwrite=args.overwrite, device=device, dist=dist, amp=args.amp,
+                       tensorboard=args.tensorboard)
     if not dist.is_main:  # rank 0 reports (and writes --json)
         return 0
     last = result["history"][-1] if result["history"] else {}

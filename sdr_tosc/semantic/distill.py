@@ -42,6 +42,7 @@ from .evaluate import teacher_accuracy_from_manifest
 from .losses import ib_loss
 from .runtime import Dist, amp_dtype, autocast, grad_scaler, optimizer_step, resolve_device
 from .student import MODELS, SemanticStudent, read_checkpoint_metadata, save_checkpoint
+from .tblog import TrainingLog
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ def train(
     dist: Dist | None = None,
     amp: bool = True,
     separate_noise: bool | None = None,
+    tensorboard: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Distil a student per ``config`` and write it to ``out_path``; returns a summary dict.
 
@@ -234,6 +236,8 @@ def train(
     instead of the data-order generator; ``None`` = only when distributed or not on the CPU (a single CPU
     process keeps the historical stream). ``True`` in one process shows how far a different noise draw alone
     moves a run (what separates a torchrun run from a single-process one).
+    ``tensorboard``: a folder for TensorBoard scalars (losses, accuracy, learning rate; see :mod:`.tblog`),
+    written by rank 0.
     """
     dist = dist or Dist()
     device = resolve_device(device) if not isinstance(device, torch.device) else device
@@ -296,6 +300,7 @@ def train(
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(config.threads)
+    tb = TrainingLog(None, steps_per_epoch=1)  # replaced once the run's steps are known
     try:
         torch.manual_seed(config.seed)
         model = build_student(config, dataset)
@@ -343,6 +348,8 @@ def train(
         from .cache import augment_from_seeds  # noqa: PLC0415
 
         teacher_acc = teacher_accuracy_from_manifest(cache.manifest) if cache is not None else None
+        tb = TrainingLog(tensorboard, steps_per_epoch=steps, start_epoch=start_epoch, enabled=dist.is_main,
+                         config=cfg_dict)
         t_start = time.perf_counter()
         epochs_run = 0
         for epoch in range(start_epoch, config.epochs):
@@ -408,6 +415,7 @@ def train(
                 seen += len(idx)
                 if i % 20 == 0:
                     bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", acc=f"{correct / seen:.3f}")
+                tb.step(epoch, i, sums["loss"] / seen, opt.param_groups[0]["lr"])
             if dist.active:  # the epoch's figures over all ranks
                 keys = list(sums)
                 tot = dist.all_reduce_sum([sums[k] for k in keys] + [float(correct), float(seen)])
@@ -418,6 +426,7 @@ def train(
             if test_sub is not None and dist.is_main:
                 rec["test_acc_awgn"] = quick_accuracy(model, test_sub)
             history.append(rec)
+            tb.epoch(rec)
             log.info("epoch %d: %s", epoch + 1, json.dumps(rec))
             if progress:
                 tqdm.write(f"epoch {epoch + 1}/{config.epochs}: loss {rec['loss']:.4f} train acc {rec['train_acc']:.4f}"
@@ -449,6 +458,7 @@ def train(
             epochs_run += 1
         seconds = time.perf_counter() - t_start
     finally:
+        tb.close()
         torch.set_num_threads(threads_before)
     done = bool(history) and history[-1]["epoch"] == config.epochs
     return {"out": str(out_path), "complete": done, "epochs_run": epochs_run, "start_epoch": start_epoch,
