@@ -14,14 +14,8 @@ import pytest
 import torch
 
 from sdr_tosc.fileio import sha256_file
-from sdr_tosc.semantic.cache import (
-    MANIFEST,
-    TeacherCache,
-    augment_from_seeds,
-    build_cache,
-    parse_shard,
-    replay_seeds,
-)
+from sdr_tosc.semantic.cache import MANIFEST, TeacherCache, augment_from_seeds, replay_seeds
+from sdr_tosc.semantic.cache_build import build_cache, parse_shard
 from sdr_tosc.semantic.datasets import ImageSet
 from sdr_tosc.semantic.teachers import load_teacher
 
@@ -383,3 +377,14 @@ def test_shipped_default_cache_verifies():
     assert default_teacher_file("fashion-mnist") == ZOO / info["file"]
     p = cache.soft_targets(0, np.arange(100))
     torch.testing.assert_close(p.sum(1), torch.ones(100))
+
+
+def test_builder_names_stay_importable_from_cache():
+    """The builder moved to cache_build; the names it had in cache resolve to the same objects."""
+    from sdr_tosc.semantic import cache, cache_build
+
+    for name in ("build_cache", "cache_settings", "parse_shard", "shard_file_name", "weights_sha256"):
+        assert getattr(cache, name) is getattr(cache_build, name)
+    assert cache.shard_file_name(0, 24) == "shard-0000000-0000024.safetensors"
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        _ = cache.no_such_name

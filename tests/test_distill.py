@@ -122,7 +122,8 @@ def test_labelled_subset_is_stratified_and_seeded():
 def test_real_cache_integration(tmp_path):
     """A real (tiny) cache built by build_cache drives a short KD run end to end."""
     transformers = pytest.importorskip("transformers")
-    from sdr_tosc.semantic.cache import TeacherCache, build_cache
+    from sdr_tosc.semantic.cache import TeacherCache
+    from sdr_tosc.semantic.cache_build import build_cache
     from sdr_tosc.semantic.teachers import load_teacher
 
     data = fmnist("train", 96)

@@ -155,7 +155,8 @@ def _print_summary(s: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np  # noqa: PLC0415
 
-    from ..semantic.cache import TeacherCache, build_cache, parse_shard  # noqa: PLC0415
+    from ..semantic.cache import TeacherCache  # noqa: PLC0415
+    from ..semantic.cache_build import build_cache, parse_shard  # noqa: PLC0415
     from ..semantic.datasets import load_dataset  # noqa: PLC0415
     from ..semantic.teachers import DEFAULT_TEACHER, finetune_teacher, load_teacher  # noqa: PLC0415
 
