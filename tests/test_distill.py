@@ -9,8 +9,8 @@ import pytest
 import torch
 from _student_fixtures import OracleCache, fmnist
 
+from sdr_tosc.semantic.checkpoint import load_checkpoint
 from sdr_tosc.semantic.distill import TrainConfig, labelled_subset, state_path_for, train
-from sdr_tosc.semantic.student import load_checkpoint
 
 TINY = {"epochs": 2, "batch_size": 64, "eval_samples": 200, "threads": 1}
 

@@ -10,6 +10,7 @@ import torch
 from _student_fixtures import fmnist
 
 from sdr_tosc.cli import main
+from sdr_tosc.semantic.checkpoint import load_checkpoint, save_checkpoint
 from sdr_tosc.semantic.evaluate import (
     EvalConfig,
     _dequantise,
@@ -17,7 +18,7 @@ from sdr_tosc.semantic.evaluate import (
     accuracy_vs_snr,
     digital_accuracy_vs_snr,
 )
-from sdr_tosc.semantic.student import create_model, load_checkpoint, save_checkpoint
+from sdr_tosc.semantic.student import create_model
 from sdr_tosc.zoo import baseline_path, default_student_path
 
 

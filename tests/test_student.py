@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sdr_tosc.semantic.student import (
-    MODELS,
-    SemanticStudent,
-    StudentConfig,
-    create_model,
-    load_checkpoint,
-    save_checkpoint,
-)
+from sdr_tosc.semantic.checkpoint import load_checkpoint, save_checkpoint
+from sdr_tosc.semantic.student import MODELS, SemanticStudent, StudentConfig, create_model
 
 
 def _randomised(adaptive: bool = True, seed: int = 0, **overrides) -> SemanticStudent:
@@ -226,3 +220,16 @@ def test_checkpoint_without_stem_field_loads_as_the_original_architecture(tmp_pa
     back = load_checkpoint(path)
     assert back.config.stem_width == 0 and not hasattr(back, "conv0")
     np.testing.assert_array_equal(back.encode(images, 5.0), old.encode(images, 5.0))
+
+
+def test_checkpoint_names_stay_importable_from_student(tmp_path):
+    """Checkpoint I/O moved to semantic.checkpoint; the names it had in student resolve to the same objects."""
+    from sdr_tosc.semantic import checkpoint, student
+
+    for name in ("CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "load_checkpoint", "read_checkpoint_metadata",
+                 "save_checkpoint", "tensors_digest"):
+        assert getattr(student, name) is getattr(checkpoint, name)
+    path = save_checkpoint(_randomised(), tmp_path / "s.safetensors")
+    assert isinstance(create_model(path), SemanticStudent)  # a path goes through checkpoint.load_checkpoint
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        _ = student.no_such_name

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from _student_fixtures import fmnist
 
+from sdr_tosc.semantic.checkpoint import load_checkpoint, read_checkpoint_metadata
 from sdr_tosc.semantic.evaluate import accuracy_vs_snr
-from sdr_tosc.semantic.student import load_checkpoint, read_checkpoint_metadata
 from sdr_tosc.zoo import baseline_path, default_student_path, teacher_record
 
 pytestmark = pytest.mark.skipif(not default_student_path().exists(), reason="default student not shipped yet")

@@ -74,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
+    from ..semantic.checkpoint import load_checkpoint  # noqa: PLC0415
     from ..semantic.datasets import load_dataset  # noqa: PLC0415
     from ..semantic.evaluate import EvalConfig, evaluate, plot_accuracy  # noqa: PLC0415
-    from ..semantic.student import load_checkpoint  # noqa: PLC0415
     from ..zoo import baseline_path, default_student_path, require  # noqa: PLC0415
 
     if args.limit < 0:

@@ -31,7 +31,7 @@ def add_student_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_student(args: argparse.Namespace) -> Any:
-    from ..semantic.student import load_checkpoint
+    from ..semantic.checkpoint import load_checkpoint
 
     if args.checkpoint is not None:
         return load_checkpoint(args.checkpoint)
