@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from sdr_tosc.semantic.datasets import load_dataset
+from sdr_tosc.semantic.teacher_finetune import finetune_teacher, warmup_cosine_lr
 from sdr_tosc.semantic.teachers import (
     EfficientNetLiteTeacher,
     _lite0_imagenet_state,
-    finetune_teacher,
     load_teacher,
     load_teacher_file,
     save_teacher,
@@ -166,3 +169,25 @@ def test_transformers_classifier_is_fine_tuned_to_the_data_sets_classes(tmp_path
     assert summary["teacher"]["num_classes"] == 10 and summary["topk"] == 10
     state = json.loads((tmp_path / "cli-vit10" / STATE).read_text())
     assert state["settings"]["freeze_backbone"] is True and state["settings"]["num_samples"] == 128
+
+
+def test_warmup_cosine_lr():
+    """Linear warm-up to the peak, then cosine decay to 0 at the last step; no warm-up starts at the peak."""
+    assert [warmup_cosine_lr(s, 1.0, 4, 10) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert warmup_cosine_lr(4, 1.0, 4, 10) == 1.0
+    assert warmup_cosine_lr(7, 1.0, 4, 10) == pytest.approx(0.5)
+    assert warmup_cosine_lr(10, 1.0, 4, 10) == pytest.approx(0.0, abs=1e-12)
+    assert warmup_cosine_lr(0, 2e-3, 0, 10) == 2e-3
+
+
+def test_finetune_names_stay_importable_from_teachers_and_the_module_runs():
+    """Fine-tuning moved to teacher_finetune; teachers still exports its names and runs as a module."""
+    from sdr_tosc.semantic import teacher_finetune, teachers
+
+    for name in ("augment_batch", "evaluate_teacher", "finetune_teacher"):
+        assert getattr(teachers, name) is getattr(teacher_finetune, name)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        _ = teachers.no_such_name
+    out = subprocess.run([sys.executable, "-m", "sdr_tosc.semantic.teachers", "--help"], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert "fine-tune the default EfficientNet-Lite0 teacher" in out and "--init TEACHER" in out

@@ -111,7 +111,8 @@ def export_teacher(src: str | Path, dst: str | Path, dataset: str = "fashion-mni
 
     from ..fileio import atomic_write_json, read_json, sha256_file  # noqa: PLC0415
     from ..semantic.datasets import load_dataset  # noqa: PLC0415
-    from ..semantic.teachers import evaluate_teacher, load_teacher_file, save_teacher  # noqa: PLC0415
+    from ..semantic.teacher_finetune import evaluate_teacher  # noqa: PLC0415
+    from ..semantic.teachers import load_teacher_file, save_teacher  # noqa: PLC0415
 
     src, dst = Path(src), Path(dst)
     info_path = dst.with_suffix(".json")
@@ -158,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
     from ..semantic.cache import TeacherCache  # noqa: PLC0415
     from ..semantic.cache_build import build_cache, parse_shard  # noqa: PLC0415
     from ..semantic.datasets import load_dataset  # noqa: PLC0415
-    from ..semantic.teachers import DEFAULT_TEACHER, finetune_teacher, load_teacher  # noqa: PLC0415
+    from ..semantic.teacher_finetune import finetune_teacher  # noqa: PLC0415
+    from ..semantic.teachers import DEFAULT_TEACHER, load_teacher  # noqa: PLC0415
 
     if args.verify is not None:
         t0 = time.perf_counter()

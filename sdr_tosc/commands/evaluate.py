@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         data = data.subset(np.arange(min(args.limit, len(data))))
     teacher_acc, source = _teacher_accuracy(args, extra)
     if args.teacher:
-        from ..semantic.teachers import evaluate_teacher, load_teacher  # noqa: PLC0415
+        from ..semantic.teacher_finetune import evaluate_teacher  # noqa: PLC0415
+        from ..semantic.teachers import load_teacher  # noqa: PLC0415
 
         teacher_acc = evaluate_teacher(load_teacher(args.teacher, data.num_classes).to(device), data)
         source = f"measured here on the same {len(data)} test images ({args.teacher})"

@@ -2,8 +2,9 @@
 
 The classifier (hub id or local folder) gets a new head with the data set's classes (``num_labels``,
 ``id2label``; ``ignore_mismatched_sizes`` re-initialises a head of another size); the backbone is trained
-too unless ``freeze_backbone``. The recipe is the default teacher's (AdamW, warm-up + cosine schedule,
-shifts + flips, :func:`.teachers.augment_batch`), on ``--device`` with autocast on CUDA only.
+too unless ``freeze_backbone``. The recipe is the default teacher's, with its helpers from
+:mod:`.teacher_finetune` (AdamW, warm-up + cosine schedule :func:`~.teacher_finetune.warmup_cosine_lr`,
+shifts + flips :func:`~.teacher_finetune.augment_batch`), on ``--device`` with autocast on CUDA only.
 
 The result is an ordinary ``save_pretrained`` folder (load it with ``--teacher FOLDER``) that also holds
 ``sdr_tosc_finetune.json`` (settings + per-epoch history) and ``optimizer.safetensors``; each epoch
@@ -56,7 +57,14 @@ def finetune_hf_teacher(
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     from .runtime import autocast, grad_scaler, optimizer_step, resolve_device  # noqa: PLC0415
-    from .teachers import HFTeacher, _flatten_opt, _unflatten_opt, augment_batch, evaluate_teacher  # noqa: PLC0415
+    from .teacher_finetune import (  # noqa: PLC0415
+        augment_batch,
+        evaluate_teacher,
+        flatten_optimizer_state,
+        unflatten_optimizer_state,
+        warmup_cosine_lr,
+    )
+    from .teachers import HFTeacher  # noqa: PLC0415
 
     if epochs < 1 or batch_size < 1 or not lr > 0 or not 0.0 <= label_smoothing < 1.0:
         raise ValueError("epochs and batch_size must be >= 1, lr > 0, label_smoothing in [0, 1)")
@@ -102,7 +110,7 @@ def finetune_hf_teacher(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if history:
-        opt.load_state_dict(_unflatten_opt(load_file(str(out / OPTIMIZER)), opt))
+        opt.load_state_dict(unflatten_optimizer_state(load_file(str(out / OPTIMIZER)), opt))
     scaler = grad_scaler(device, amp)
     steps = math.ceil(len(train) / batch_size)
     total, warm = epochs * steps, max(1, min(300, epochs * steps // 10))
@@ -116,8 +124,7 @@ def finetune_hf_teacher(
             idx = order[i * batch_size:(i + 1) * batch_size]
             step = epoch * steps + i
             for group in opt.param_groups:
-                group["lr"] = lr * (step + 1) / warm if step < warm else \
-                    lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+                group["lr"] = warmup_cosine_lr(step, lr, warm, total)
             y = labels[idx].to(device)
             with autocast(device, amp):
                 logits, _ = teacher(teacher.preprocess(augment_batch(imgs[idx], g)))
@@ -130,8 +137,8 @@ def finetune_hf_teacher(
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                         "test_acc": test_acc, "seconds": round(time.perf_counter() - t0, 1)})
         log.warning("teacher epoch %d: train acc %.4f, test acc %s", epoch + 1, correct / seen, test_acc)
-        _write_folder(out, model, _flatten_opt(opt), {"settings": settings, "history": history}, save_file,
-                      processor)
+        _write_folder(out, model, flatten_optimizer_state(opt), {"settings": settings, "history": history},
+                      save_file, processor)
     return {"settings": settings, "history": history, "out": str(out)}
 
 
