@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import fft as sp_fft
+from scipy.linalg.blas import cgemm as _cgemm
 
 from .grid import SYNC_PERIOD, ResourceGrid
 
@@ -73,60 +74,114 @@ def gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
+_CHUNK_WINDOWS = 2048  # detection windows per pass (128 k samples: fewer Python calls, arrays still in L3)
+
+
+def segments(x: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """``x[s : s + length]`` for every ``s`` in ``starts`` as a [len(starts), length] copy, zeros outside ``x``."""
+    starts = np.asarray(starts, np.int64)
+    if starts.size and starts.min() >= 0 and starts.max() + length <= x.size:
+        return sliding_window_view(x, length)[starts]  # a copy of contiguous rows, no index arrays
+    return gather(x, starts[:, None] + np.arange(length)[None, :])
+
+
+def _rotator(cfo: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``exp(-2j pi cfo t)`` as complex64 [len(cfo), len(t)] (phase reduced in float64, cos/sin in float32)."""
+    ph = np.multiply.outer(np.asarray(cfo, np.float64), np.asarray(t, np.float64))
+    ph -= np.rint(ph)
+    ph = (ph * (-2 * np.pi)).astype(np.float32)
+    out = np.empty(ph.shape, np.complex64)
+    np.cos(ph, out=out.real)
+    np.sin(ph, out=out.imag)
+    return out
+
+
+def _power(z: np.ndarray) -> np.ndarray:
+    """``|z|^2`` of a complex64 array whose last axis is contiguous, in float32 (one pass, no square root)."""
+    v = z.view(np.float32).reshape(z.shape + (2,))
+    return np.einsum("...c,...c->...", v, v)
+
+
+def _filters(grid: ResourceGrid) -> tuple[np.ndarray, np.ndarray]:
+    """The band matrix's two 8 x 8 halves, Fortran-ordered for BLAS."""
+    f = grid.sync_filter
+    return np.asfortranarray(f[:SYNC_PERIOD]), np.asfortranarray(f[SYNC_PERIOD:])
+
+
+def _matched_filter(xc: np.ndarray, n_periods: int, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """c(8 j + rho) for periods j < n_periods as a [phase rho, period j] array: ``X_j @ top + X_{j+1} @ bottom``
+    (two GEMMs into one output; ``xc`` holds n_periods + 1 periods)."""
+    xp = xc[: (n_periods + 1) * SYNC_PERIOD].reshape(-1, SYNC_PERIOD)
+    # BLAS sees the row-major [period, 8] blocks as column-major [8, period] matrices: op(a) = a^T;
+    # the column-major [period, phase] result is the row-major [phase, period] array
+    c = _cgemm(1.0, xp[:-1].T, top, trans_a=1)
+    c = _cgemm(1.0, xp[1:].T, bottom, beta=1.0, c=c, trans_a=1, overwrite_c=1)
+    return c.T
+
+
 def detect(x: np.ndarray, grid: ResourceGrid, threshold: float, max_cfo: float) -> list[Detection]:
     """Candidate sync fields in ``x`` (see the module docstring), one per sync field, in order."""
     nblk = (x.size - SYNC_PERIOD) // _BLOCK
-    if nblk < _WIN_BLOCKS:
+    n_windows = nblk - _WIN_BLOCKS  # a window's power reaches one block past it
+    if n_windows <= 0:
         return []
-    ns = nblk * _BLOCK
-    # per-period matched filter as one GEMM: row j of [X_j | X_{j+1}] (two periods) times a 16 x 8 band
-    # matrix gives c(8 j + rho) for the 8 sample phases rho
-    xp = x[: ns + SYNC_PERIOD].reshape(-1, SYNC_PERIOD)
-    pairs = np.concatenate([xp[:-1], xp[1:]], axis=1)  # [periods, 16]
-    cc = (pairs @ grid.sync_filter).reshape(nblk, SYNC_PERIOD, SYNC_PERIOD)  # [block, period, phase]
-    e = np.einsum("bjr,bjr->br", cc.real, cc.real) + np.einsum("bjr,bjr->br", cc.imag, cc.imag)
-    xf = x[:ns].view(np.float32).reshape(nblk, 2 * _BLOCK)
-    pw = np.einsum("ij,ij->i", xf, xf).astype(np.float64)
-    sm = x[:ns].reshape(nblk, _BLOCK).sum(axis=1, dtype=np.complex128)
-
-    def wsum(a: np.ndarray, blocks: int = _WIN_BLOCKS) -> np.ndarray:
-        cs = np.concatenate([np.zeros((1,) + a.shape[1:], a.dtype), np.cumsum(a, axis=0)])
-        return cs[blocks:] - cs[:-blocks]
-
-    # window power, DC removed, over the window and the block after it (the window's last correlations
-    # reach 15 samples past it: where silence turns into a loud burst, the window's own power would be
-    # the noise alone while its correlations already hold the burst), scaled to the window's length
-    n_win = _WIN_BLOCKS * _BLOCK
-    n_ext = n_win + _BLOCK
-    p_w = (wsum(pw, _WIN_BLOCKS + 1) - np.abs(wsum(sm, _WIN_BLOCKS + 1)) ** 2 / n_ext) * (n_win / n_ext)
-    p_w = np.maximum(p_w, 1e-30)
-    nc = wsum(e.astype(np.float64))[: p_w.size] / p_w[:, None]  # [W, 8]: ~1 per phase on noise
-    nc2 = nc + np.roll(nc, -1, axis=1)  # phases rho and rho + 1 (a fractional delay splits between them)
-    rho = np.argmax(nc2, axis=1)
-    wi = np.flatnonzero(nc2[np.arange(nc2.shape[0]), rho] > _PRUNE)
-    if wi.size == 0:
-        return []
-    rho = rho[wi]
-    # coherent stage over the two phases: their CFO-searched powers add (noise: a sum of two exponentials)
-    # the window's 32 per-period values of each phase: a strided view [window, phase, period], no copy
-    vw = sliding_window_view(cc.reshape(-1, SYNC_PERIOD), _WIN_BLOCKS * SYNC_PERIOD, axis=0)[::SYNC_PERIOD]
-    # (phase 7's neighbour is phase 0 one period later: the same window's phase 0 has the same |FFT| but for
-    # one of 32 periods)
-    seg = np.stack([vw[wi, rho], vw[wi, (rho + 1) % SYNC_PERIOD]], axis=1)  # [K, 2, 32]
-    spec = sp_fft.fft(seg, _NFFT, axis=2, overwrite_x=True).view(np.float32)
-    np.square(spec, out=spec)
-    tot = spec[:, 0] + spec[:, 1]
-    pwr = tot[:, 0::2] + tot[:, 1::2]  # |C(f)|^2 summed over the two phases, [K, 64]
+    top, bottom = _filters(grid)
     kmax = min(int(np.ceil(max_cfo * SYNC_PERIOD * _NFFT)) + 1, _NFFT // 2)  # past fs/16: every bin (aliases)
     valid = np.abs(np.fft.fftfreq(_NFFT, 1.0 / _NFFT)) <= kmax
-    pwr[:, ~valid] = 0.0
-    k = np.argmax(pwr, axis=1)
-    rows = np.arange(k.size)
-    metric = pwr[rows, k] / p_w[wi]
-    hit = metric > threshold
-    if not hit.any():
+    mask = None if valid.all() else valid.astype(np.float32)
+    n_win = _WIN_BLOCKS * _BLOCK
+    n_ext = n_win + _BLOCK
+    # FFT input: each passing window's two phases, 32 periods zero-padded to 64 (the zeros stay: the FFT
+    # writes its own output)
+    pad = np.zeros((min(n_windows, _CHUNK_WINDOWS), 2, _NFFT), np.complex64)
+    hits: list[tuple[np.ndarray, ...]] = []
+    for w0 in range(0, n_windows, _CHUNK_WINDOWS):
+        nw = min(_CHUNK_WINDOWS, n_windows - w0)
+        nb = nw + _WIN_BLOCKS  # blocks the chunk's windows touch (power: one block past the last window)
+        xc = x[w0 * _BLOCK : (w0 + nb) * _BLOCK + SYNC_PERIOD]
+        cc = _matched_filter(xc, nb * SYNC_PERIOD, top, bottom)  # [phase, period]
+        ccf = cc.view(np.float32).reshape(SYNC_PERIOD, nb, 2 * SYNC_PERIOD)
+        e = np.einsum("rbk,rbk->rb", ccf, ccf)  # [phase, block]: non-coherent energy
+        xb = xc[: nb * _BLOCK]
+        xbf = xb.view(np.float32).reshape(nb, 2 * _BLOCK)
+        pw = np.einsum("ij,ij->i", xbf, xbf).astype(np.float64)
+        sm = xb.reshape(nb, _BLOCK).sum(axis=1).astype(np.complex128)
+        # window power, DC removed, over the window and the block after it (the window's last correlations
+        # reach 15 samples past it: where silence turns into a loud burst, the window's own power would be
+        # the noise alone while its correlations already hold the burst), scaled to the window's length
+        pw5 = pw[0:nw] + pw[1 : nw + 1] + pw[2 : nw + 2] + pw[3 : nw + 3] + pw[4 : nw + 4]
+        sm5 = sm[0:nw] + sm[1 : nw + 1] + sm[2 : nw + 2] + sm[3 : nw + 3] + sm[4 : nw + 4]
+        p_w = np.maximum((pw5 - (sm5.real**2 + sm5.imag**2) / n_ext) * (n_win / n_ext), 1e-30)
+        e4 = e[:, 0:nw] + e[:, 1 : nw + 1]
+        e4 += e[:, 2 : nw + 2]
+        e4 += e[:, 3 : nw + 3]  # [phase, window]: about p_w per phase on noise
+        e2 = np.empty_like(e4)  # phases rho and rho + 1 (a fractional delay splits between them)
+        np.add(e4[:-1], e4[1:], out=e2[:-1])
+        np.add(e4[-1], e4[0], out=e2[-1])
+        wi = np.flatnonzero(e2.max(axis=0) > _PRUNE * p_w)
+        if wi.size == 0:
+            continue
+        rho = np.argmax(e2.T[wi], axis=1)
+        # coherent stage over the two phases: their CFO-searched powers add (noise: a sum of two exponentials);
+        # a window's 32 per-period values of one phase are contiguous in cc (phase 7's neighbour is phase 0 one
+        # period later: the same window's phase 0 has the same |FFT| but for one of 32 periods)
+        vw = sliding_window_view(cc, _WIN_BLOCKS * SYNC_PERIOD, axis=1)[:, ::SYNC_PERIOD]  # [phase, window, 32]
+        k_n = wi.size
+        seg = pad[:k_n]
+        seg[:, :, : _WIN_BLOCKS * SYNC_PERIOD] = vw[np.stack([rho, (rho + 1) % SYNC_PERIOD], axis=1), wi[:, None]]
+        spec = sp_fft.fft(seg, axis=2).view(np.float32)  # [K, 2, 128]: (re, im) of 64 bins
+        ri = np.einsum("kpf,kpf->kf", spec, spec)  # re^2 and im^2 summed over the two phases
+        pwr = ri[:, 0::2] + ri[:, 1::2]  # |C(f)|^2 summed over the two phases, [K, 64]
+        if mask is not None:
+            pwr *= mask
+        metric = pwr.max(axis=1) / p_w[wi]
+        hit = np.flatnonzero(metric > threshold)
+        if hit.size:
+            hits.append((wi[hit] + w0, rho[hit], metric[hit], pwr[hit]))
+    if not hits:
         return []
-    wi, rho, k, metric, pwr = wi[hit], rho[hit], k[hit], metric[hit], pwr[hit]
+    wi, rho, metric, pwr = (np.concatenate(a) for a in zip(*hits, strict=True))
+    k = np.argmax(pwr, axis=1)
     rows = np.arange(k.size)
     y0, y1, y2 = (np.sqrt(pwr[rows, (k + d) % _NFFT]) for d in (-1, 0, 1))
     den = y0 - 2 * y1 + y2
@@ -160,13 +215,13 @@ def _phase_slope(corr: np.ndarray, max_slope: float = np.pi) -> np.ndarray:
     if m < 2:
         return np.zeros(f)
     nfft = 1 << max(10, int(np.ceil(np.log2(8 * m))))
-    spec = np.abs(np.fft.fft(corr, nfft, axis=1))
+    spec = _power(sp_fft.fft(corr.astype(np.complex64), nfft, axis=1))  # |.|^2: the same peak, no square roots
     if max_slope < np.pi:
         b = 2 * np.pi * np.fft.fftfreq(nfft)
         spec[:, np.abs(b) > max_slope] = 0.0
     k = np.argmax(spec, axis=1)
     rows = np.arange(f)
-    y0, y1, y2 = spec[rows, k - 1], spec[rows, k], spec[rows, (k + 1) % nfft]
+    y0, y1, y2 = (np.sqrt(spec[rows, (k + d) % nfft].astype(np.float64)) for d in (-1, 0, 1))
     den = y0 - 2 * y1 + y2
     frac = np.where(den < 0, 0.5 * (y0 - y2) / np.where(den < 0, den, -1.0), 0.0)
     kf = k + frac
@@ -199,36 +254,34 @@ def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_p
     k_hi = sync_periods - _WIN_BLOCKS * SYNC_PERIOD + 12
     lo = w0 + grid.sync_len - SYNC_PERIOD * k_hi - 4
     n_lags = SYNC_PERIOD * (k_hi + 12) + 9
-    tail_t = np.concatenate([grid.sync_td[-_TAIL_SYNC:], grid.preamble_td[grid.sync_len:]])
+    tail_t = np.concatenate([grid.sync_td[-_TAIL_SYNC:], grid.preamble_td[grid.sync_len:]]).astype(np.complex64)
     tl = tail_t.size
     t = np.arange(-_TAIL_SYNC, n_lags + tl - _TAIL_SYNC)
-    dc0 = gather(x, w0[:, None] + np.arange(n_win)[None, :]).mean(axis=1)
-    seg = gather(x, lo[:, None] + t[None, :]) - dc0[:, None].astype(np.complex64)
-    seg *= np.exp(-2j * np.pi * cfo[:, None] * t[None, :]).astype(np.complex64)
+    dc0 = segments(x, w0, n_win).mean(axis=1, dtype=np.complex128).astype(np.complex64)
+    seg = segments(x, lo - _TAIL_SYNC, t.size)
+    seg -= dc0[:, None]
+    seg *= _rotator(cfo, t)
     # correlations at every lag through FFTs (one per candidate and template)
     nfft = sp_fft.next_fast_len(seg.shape[1] + tl)
     spec = sp_fft.fft(seg, nfft, axis=1)
     n_out = n_lags + 1
-    c_full = sp_fft.ifft(spec * np.conj(sp_fft.fft(tail_t, nfft))[None, :], axis=1)[:, :n_out]
-    ltf_pad = np.concatenate([np.zeros(_TAIL_SYNC), tail_t[_TAIL_SYNC:]])
-    c_ltf = sp_fft.ifft(spec * np.conj(sp_fft.fft(ltf_pad, nfft))[None, :], axis=1)[:, :n_out]
-    a_full = np.abs(c_full) ** 2
+    ltf_pad = np.concatenate([np.zeros(_TAIL_SYNC, np.complex64), tail_t[_TAIL_SYNC:]])
+    tmpl = np.conj(sp_fft.fft(np.stack([tail_t, ltf_pad]), nfft, axis=1))  # [2, nfft] complex64
+    c_full = sp_fft.ifft(spec * tmpl[0], axis=1, overwrite_x=True)[:, :n_out]
+    c_ltf = sp_fft.ifft(spec * tmpl[1], axis=1, overwrite_x=True)[:, :n_out]
+    a_full = _power(c_full)
     tp = np.argmax(a_full, axis=1)
-    rows = np.arange(orig.size)
-    e = np.abs(seg.astype(np.complex128)) ** 2
-    ce = np.concatenate([np.zeros((orig.size, 1)), np.cumsum(e, axis=1)], axis=1)
-    p_tail = (ce[rows, tp + tl] - ce[rows, tp]) / tl
-    gate = a_full[rows, tp] / (np.sum(np.abs(tail_t) ** 2) * np.maximum(p_tail, 1e-30))
+    rows_ = np.arange(orig.size)
+    p_tail = sliding_window_view(_power(seg), tl, axis=1)[rows_, tp].sum(axis=1, dtype=np.float64) / tl
+    gate = a_full[rows_, tp] / (float(np.sum(_power(tail_t), dtype=np.float64)) * np.maximum(p_tail, 1e-30))
     # first path: the earliest lag within cp - 4 before the peak with enough LTF correlation power
-    a_ltf = np.abs(c_ltf) ** 2
     back = np.arange(-(cp - 4), 1)
     idx = np.maximum(tp[:, None] + back[None, :], 0)
+    a_ltf = _power(np.ascontiguousarray(c_ltf[rows_[:, None], idx]))  # [H, cp - 3]: lags up to the peak
     floor = 10.0 * (tl - _TAIL_SYNC) * p_tail
-    above = (a_ltf[rows[:, None], idx] >= _FIRST_PATH_FRACTION**2 * a_ltf[rows, tp][:, None]) & (
-        a_ltf[rows[:, None], idx] >= floor[:, None]
-    )
+    above = (a_ltf >= _FIRST_PATH_FRACTION**2 * a_ltf[:, -1:]) & (a_ltf >= floor[:, None])
     above[:, -1] = True
-    t_ltf = lo + idx[rows, np.argmax(above, axis=1)]  # LTF CP start of the first path
+    t_ltf = lo + idx[rows_, np.argmax(above, axis=1)]  # LTF CP start of the first path
     start = t_ltf - grid.sync_len
     if orig.size > len(dets):  # CFO aliases: keep each detection's best
         best = np.zeros(len(dets), np.int64)
@@ -241,20 +294,22 @@ def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_p
     start, cfo, metric, t_ltf = start[keep], cfo[keep], gate[keep], t_ltf[keep]
     nf = start.size
     # DC: the mean over the sync field (its tones have none)
-    dc = gather(x, start[:, None] + np.arange(cp, grid.sync_len - 16)[None, :]).astype(np.complex128).mean(axis=1)
+    dc = segments(x, start + cp, grid.sync_len - 16 - cp).mean(axis=1, dtype=np.complex128)
+    dc64 = dc.astype(np.complex64)
     # fine CFO: phase slope of the known preamble's correlation, in 16-sample chunks
     L = grid.preamble_len - cp
     tt = np.arange(cp, grid.preamble_len)
-    z = (gather(x, start[:, None] + tt[None, :]) - dc[:, None].astype(np.complex64)) * np.conj(
-        grid.preamble_td[cp:]
-    ).astype(np.complex64)
-    z *= np.exp(-2j * np.pi * cfo[:, None] * tt[None, :]).astype(np.complex64)
+    z = segments(x, start + cp, L)
+    z -= dc64[:, None]
+    z *= np.conj(grid.preamble_td[cp:]).astype(np.complex64)
+    z *= _rotator(cfo, tt)
     chunks = z[:, : (L // 16) * 16].reshape(nf, -1, 16).sum(axis=2)
     cfo = cfo + _phase_slope(chunks) / (2 * np.pi * 16)
     # tone gate: share of the period-averaged sync energy in the strongest tone
     tt2 = np.arange(2 * SYNC_PERIOD, grid.sync_plus_len)
-    per = gather(x, start[:, None] + tt2[None, :]) - dc[:, None].astype(np.complex64)
-    per = per * np.exp(-2j * np.pi * cfo[:, None] * tt2[None, :]).astype(np.complex64)
+    per = segments(x, start + 2 * SYNC_PERIOD, tt2.size)
+    per -= dc64[:, None]
+    per *= _rotator(cfo, tt2)
     avg = per.reshape(nf, -1, SYNC_PERIOD).mean(axis=1)
     tones = np.abs(np.fft.fft(avg, axis=1)) ** 2
     tone_bins = np.unique(grid.sync_bins // (grid.n_fft // SYNC_PERIOD))
