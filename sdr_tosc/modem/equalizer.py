@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import estimate as est
+from .sync import cis
 
 if TYPE_CHECKING:
     from .frame import Modem, RxFrame
@@ -98,7 +99,7 @@ def demodulate_payloads(modem: Modem, x: np.ndarray, syncs: list, nh: int) -> li
         lo = np.maximum(mm - half[:, None], 0)
         rows = np.arange(nf)[:, None]
         phase = phase + np.angle(cs[rows, hi] - cs[rows, lo])
-    rot = np.exp(1j * (sco_d[:, nh:] - phase[:, :, None]).astype(np.float32))
+    rot = cis(sco_d[:, nh:] - phase[:, :, None])
     rot *= (1.0 / hd)[:, None, :]
     eq = (y_d[:, nh:] * rot).reshape(nf, -1)
     nv_bins = (noise[:, None] * n * (1.0 + 1.0 / n_train)) / np.maximum(np.abs(hd) ** 2, 1e-30)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .grid import ResourceGrid
-from .sync import gather
+from .sync import gather, segments
 
 
 def lag_diff(seg: np.ndarray, lag: int) -> tuple[np.ndarray, int]:
@@ -57,7 +57,8 @@ def fft_symbols(x: np.ndarray, t_ref: np.ndarray, offsets: np.ndarray, cfo: np.n
 
     k = np.arange(n_fft)
     offsets = np.broadcast_to(offsets, (t_ref.size, np.shape(offsets)[-1]))
-    w = gather(x, (t_ref[:, None] + offsets)[:, :, None] + k[None, None, :])
+    starts = t_ref[:, None] + offsets
+    w = segments(x, starts.ravel(), n_fft).reshape(starts.shape + (n_fft,))
     w -= dc.astype(np.complex64)[:, None, None]
     w *= np.exp(-2j * np.pi * cfo[:, None] * offsets).astype(np.complex64)[:, :, None]
     w *= np.exp(-2j * np.pi * cfo[:, None] * k[None, :]).astype(np.complex64)[:, None, :]
