@@ -2,7 +2,11 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_modem.py [--quick] [--seed 0] [--json out.json]
+    .venv/bin/python benchmarks/bench_modem.py [--quick] [--seed 0] [--json out.json] [--only speed,...]
+
+``--only`` runs the named sections (detection, snr_estimate, air, cfo_estimate, sampling_clock_offset,
+qpsk_ber, false_alarm, speed; ``cfo_estimate`` includes ``evm_30db_awgn_db``), e.g. ``--only speed``
+for the speed figures alone (about 10 s).
 
 Figures (full run, a few minutes on one core):
 
@@ -53,6 +57,8 @@ from sdr_tosc.channel.impairments import (  # noqa: E402
 from sdr_tosc.modem import DigitalConfig, DigitalMode, FrameHeader, Modem, ModemConfig  # noqa: E402
 
 FS = 1e6
+SECTIONS = ("detection", "snr_estimate", "air", "cfo_estimate", "sampling_clock_offset", "qpsk_ber",
+            "false_alarm", "speed")
 CFO_MAX_HZ = 0.04 * FS
 
 
@@ -359,7 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small Monte Carlo counts (about 30 s)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the JSON here")
+    ap.add_argument("--only", help=f"comma-separated sections to run (default all): {', '.join(SECTIONS)}")
     args = ap.parse_args(argv)
+    only = set(SECTIONS) if not args.only else {w.strip() for w in args.only.split(",") if w.strip()}
+    if only - set(SECTIONS):
+        ap.error(f"--only: unknown section(s) {sorted(only - set(SECTIONS))}; choose from {', '.join(SECTIONS)}")
     q = args.quick
     rng = np.random.default_rng(args.seed)
     modem = Modem(ModemConfig(sample_rate_hz=FS))
@@ -379,14 +389,22 @@ def main(argv: list[str] | None = None) -> int:
             "multipath": f"exponential PDP, 10 dB decay, Rayleigh taps at 0..{spread} samples (cp_len - 4)",
         }
     }
-    result["detection"] = bench_detection(modem, rng, 60 if q else 400, spread)
-    result["snr_estimate"] = bench_snr(modem, rng, 20 if q else 100, spread)
-    result["air"] = bench_air(modem)
-    result["cfo_estimate"], result["evm_30db_awgn_db"] = bench_cfo_evm(modem, rng, 20 if q else 100)
-    result["sampling_clock_offset"] = bench_sco(modem, rng, 5 if q else 20)
-    result["qpsk_ber"] = bench_ber(modem, rng, 40_000 if q else 400_000)
-    result["false_alarm"] = bench_false_alarm(modem, rng, 200 if q else 5000)
-    result["speed"] = bench_speed(modem, rng)
+    if "detection" in only:
+        result["detection"] = bench_detection(modem, rng, 60 if q else 400, spread)
+    if "snr_estimate" in only:
+        result["snr_estimate"] = bench_snr(modem, rng, 20 if q else 100, spread)
+    if "air" in only:
+        result["air"] = bench_air(modem)
+    if "cfo_estimate" in only:
+        result["cfo_estimate"], result["evm_30db_awgn_db"] = bench_cfo_evm(modem, rng, 20 if q else 100)
+    if "sampling_clock_offset" in only:
+        result["sampling_clock_offset"] = bench_sco(modem, rng, 5 if q else 20)
+    if "qpsk_ber" in only:
+        result["qpsk_ber"] = bench_ber(modem, rng, 40_000 if q else 400_000)
+    if "false_alarm" in only:
+        result["false_alarm"] = bench_false_alarm(modem, rng, 200 if q else 5000)
+    if "speed" in only:
+        result["speed"] = bench_speed(modem, rng)
     result["runtime_s"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(result, indent=2)
     print(text)

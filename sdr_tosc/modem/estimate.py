@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .grid import ResourceGrid
-from .sync import gather, segments
+from .sync import segments
 
 
 def lag_diff(seg: np.ndarray, lag: int) -> tuple[np.ndarray, int]:
@@ -39,10 +39,10 @@ def preamble_noise(x: np.ndarray, start: np.ndarray, dc: np.ndarray, grid: Resou
     """Noise variance per sample from the preamble's repetitions; returns (s2[F], degrees of freedom)."""
     cp, n = grid.cp, grid.n_fft
     d = dc[:, None].astype(np.complex64)
-    sync = gather(x, start[:, None] + np.arange(cp, grid.sync_plus_len - cp)[None, :]) - d
+    sync = segments(x, start + cp, grid.sync_plus_len - 2 * cp) - d
     e_s, n_s = lag_diff(sync, 8)
     t0 = start + grid.sync_len + cp
-    ltf = gather(x, t0[:, None] + np.arange(grid.ltf_cp - cp + 2 * n - 8)[None, :]) - d
+    ltf = segments(x, t0, grid.ltf_cp - cp + 2 * n - 8) - d
     e_l, n_l = lag_diff(ltf, n)
     return np.maximum((e_s + e_l) / (2.0 * (n_s + n_l)), 1e-30), n_s + n_l
 

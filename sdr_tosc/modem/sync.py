@@ -95,11 +95,16 @@ def cis(theta: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rotator(cfo: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``exp(-2j pi cfo t)`` as complex64 [len(cfo), len(t)] (phase reduced to +-pi in float64 first)."""
-    ph = np.multiply.outer(np.asarray(cfo, np.float64), np.asarray(t, np.float64))
-    ph -= np.rint(ph)
-    return cis(ph * (-2 * np.pi))
+def _rotator(cfo: np.ndarray, t0: int, n: int) -> np.ndarray:
+    """``exp(-2j pi cfo t)`` for ``t = t0 .. t0 + n - 1`` as complex64 [len(cfo), n]: the outer product of a
+    coarse (every 32 samples) and a fine (32 samples) rotator, so that cos/sin run on 1/16 of the cells."""
+    cfo = np.asarray(cfo, np.float64)[:, None]
+    fine = np.arange(32, dtype=np.float64)
+    coarse = float(t0) + 32.0 * np.arange(-(-n // 32), dtype=np.float64)
+    ph_c, ph_f = cfo * coarse, cfo * fine
+    ph_c -= np.rint(ph_c)
+    rot = cis(ph_c * (-2 * np.pi))[:, :, None] * cis(ph_f * (-2 * np.pi))[:, None, :]
+    return rot.reshape(cfo.shape[0], -1)[:, :n]
 
 
 def power(z: np.ndarray) -> np.ndarray:
@@ -266,7 +271,7 @@ def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_p
     dc0 = segments(x, w0, n_win).mean(axis=1, dtype=np.complex128).astype(np.complex64)
     seg = segments(x, lo - _TAIL_SYNC, t.size)
     seg -= dc0[:, None]
-    seg *= _rotator(cfo, t)
+    seg *= _rotator(cfo, t[0], t.size)
     # correlations at every lag through FFTs (one per candidate and template)
     nfft = sp_fft.next_fast_len(seg.shape[1] + tl)
     spec = sp_fft.fft(seg, nfft, axis=1)
@@ -304,18 +309,17 @@ def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_p
     dc64 = dc.astype(np.complex64)
     # fine CFO: phase slope of the known preamble's correlation, in 16-sample chunks
     L = grid.preamble_len - cp
-    tt = np.arange(cp, grid.preamble_len)
     z = segments(x, start + cp, L)
     z -= dc64[:, None]
     z *= np.conj(grid.preamble_td[cp:]).astype(np.complex64)
-    z *= _rotator(cfo, tt)
+    z *= _rotator(cfo, cp, L)
     chunks = z[:, : (L // 16) * 16].reshape(nf, -1, 16).sum(axis=2)
     cfo = cfo + _phase_slope(chunks) / (2 * np.pi * 16)
     # tone gate: share of the period-averaged sync energy in the strongest tone
-    tt2 = np.arange(2 * SYNC_PERIOD, grid.sync_plus_len)
-    per = segments(x, start + 2 * SYNC_PERIOD, tt2.size)
+    n_per = grid.sync_plus_len - 2 * SYNC_PERIOD
+    per = segments(x, start + 2 * SYNC_PERIOD, n_per)
     per -= dc64[:, None]
-    per *= _rotator(cfo, tt2)
+    per *= _rotator(cfo, 2 * SYNC_PERIOD, n_per)
     avg = per.reshape(nf, -1, SYNC_PERIOD).mean(axis=1)
     tones = np.abs(np.fft.fft(avg, axis=1)) ** 2
     tone_bins = np.unique(grid.sync_bins // (grid.n_fft // SYNC_PERIOD))
