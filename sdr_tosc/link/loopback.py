@@ -120,7 +120,11 @@ def run_loopback(
     modem_config: ModemConfig = ModemConfig(),
     feedback: bool = True,
     progress: bool = True,
+    overlap: bool = False,
     **channel_settings: Any,
 ) -> LinkReport:
+    """Send ``images`` through a fresh loopback (``overlap``: TX of batch n+1 during RX of batch n, see
+    :func:`~sdr_tosc.link.session.run_link`)."""
     with open_loopback(student, link, modem_config, feedback, **channel_settings) as lb:
-        return run_link(lb.tx, lb.rx, images, labels, progress=progress, truth=lambda: lb.channel.truth())
+        return run_link(lb.tx, lb.rx, images, labels, progress=progress, truth=lambda: lb.channel.truth(),
+                        overlap=overlap)

@@ -27,6 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -309,8 +310,16 @@ def run_link(
     progress: bool = True,
     on_batch: Callable[[list[FrameResult]], None] | None = None,
     truth: Callable[[], list[dict[str, Any]]] | None = None,
+    overlap: bool = False,
 ) -> LinkReport:
-    """Send every image through ``tx``, read it back with ``rx`` (same process, one batch at a time)."""
+    """Send every image through ``tx``, read it back with ``rx`` (same process, one batch at a time).
+
+    With ``overlap`` a worker thread encodes, modulates and sends batch n+1 while this thread receives and
+    decodes batch n (torch and numpy release the GIL in their kernels, so the two overlap on two cores).
+    The transmitter then conditions batch n+1 on the feedback of batches up to n-1, one batch older than
+    in the sequential loop; frames of batch n+1 that arrive before it is registered are kept and matched.
+    ``tx`` and its radio and feedback receiver are used by the worker only while the run lasts.
+    """
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     if images.ndim != 4 or images.dtype != np.uint8:
@@ -325,35 +334,59 @@ def run_link(
     t0 = time.perf_counter()
     bar = tqdm(total=n, desc="link", unit="img", disable=not progress)
 
+    early: dict[int, FrameResult] = {}  # overlap: frames of a batch received before it was registered
+
     def absorb(got: list[FrameResult]) -> None:
         for r in got:
             s = outstanding.pop(r.seq, None)
             if s is not None:
                 results[s.index] = r
+            elif overlap:
+                early[r.seq] = r
         if on_batch is not None:
             on_batch(got)
 
-    for b0 in range(0, n, cfg.batch_size):
-        batch = images[b0:b0 + cfg.batch_size]
-        sent = tx.send(batch, first_index=b0)
-        sent_all += sent
+    def register(sent: list[SentFrame]) -> None:
+        sent_all.extend(sent)
         for s in sent:
             lost = outstanding.pop(s.seq, None)  # a seq number reused after 65536 frames: the old one is lost
             if lost is not None:
                 log.debug("frame %d never arrived", lost.index)
-            outstanding[s.seq] = s
-        # read the batch's airtime, then keep reading while frames keep arriving, up to the slack
-        absorb(rx.receive(airtime_samples(sent, cfg.gap_samples)))
-        idle = 0
-        while outstanding and idle < cfg.rx_slack_samples:
-            before = len(outstanding)
-            absorb(rx.receive(cfg.rx_chunk_samples))
-            idle = 0 if len(outstanding) < before else idle + cfg.rx_chunk_samples
-        bar.update(len(batch))
-        if progress and results:
-            correct = sum(int(r.pred == labels[i]) for i, r in results.items())
-            last = results[max(results)]
-            bar.set_postfix(acc=f"{correct / (b0 + len(batch)):.3f}", snr=f"{last.snr_db:.1f}dB", k=last.n_symbols)
+            r = early.pop(s.seq, None)
+            if r is not None:
+                results[s.index] = r
+            else:
+                outstanding[s.seq] = s
+
+    def batch_at(b0: int) -> np.ndarray:
+        return images[b0:b0 + cfg.batch_size]
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="link-tx") if overlap else None
+    try:
+        pending = pool.submit(tx.send, batch_at(0), 0) if pool is not None else None
+        for b0 in range(0, n, cfg.batch_size):
+            if pool is not None:
+                sent = pending.result()
+                nxt = b0 + cfg.batch_size
+                pending = pool.submit(tx.send, batch_at(nxt), nxt) if nxt < n else None
+            else:
+                sent = tx.send(batch_at(b0), first_index=b0)
+            register(sent)
+            # read the batch's airtime, then keep reading while frames keep arriving, up to the slack
+            absorb(rx.receive(airtime_samples(sent, cfg.gap_samples)))
+            idle = 0
+            while outstanding and idle < cfg.rx_slack_samples:
+                before = len(outstanding)
+                absorb(rx.receive(cfg.rx_chunk_samples))
+                idle = 0 if len(outstanding) < before else idle + cfg.rx_chunk_samples
+            bar.update(len(sent))
+            if progress and results:
+                correct = sum(int(r.pred == labels[i]) for i, r in results.items())
+                last = results[max(results)]
+                bar.set_postfix(acc=f"{correct / (b0 + len(sent)):.3f}", snr=f"{last.snr_db:.1f}dB", k=last.n_symbols)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     absorb(rx.flush())
     bar.close()
     wall = time.perf_counter() - t0
