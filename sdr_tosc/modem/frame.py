@@ -305,13 +305,13 @@ class Modem:
             uniq = keep
             if not uniq:
                 return []
-        syncs = self._preamble_estimates(x, uniq)
+        # strong candidates first: weaker ones inside a burst they decode are its payload's pilots, not frames
+        # (their preamble estimates are not computed either)
+        syncs = self._preamble_estimates(x, [c for c in uniq if c.start in cached or c.metric >= _STRONG_GATE])
         for sy in syncs:
             if sy.c.start in cached:
                 sy.header, sy.n_hdr = cached[sy.c.start]
-        # strong candidates first: weaker ones inside a burst they decode are its payload's pilots, not frames
-        todo = [sy for sy in syncs if sy.c.start not in cached]
-        strong = [sy for sy in todo if sy.c.metric >= _STRONG_GATE]
+        strong = [sy for sy in syncs if sy.c.start not in cached]
         self._decode_headers(strong, x.size)
         spans = sorted((sy.c.start, sy.c.start + self.burst_length(sy.header.length, sy.header.robust))
                        for sy in syncs if sy.header is not None)
@@ -321,10 +321,11 @@ class Modem:
             i = bisect.bisect_left(starts, t - self.cp) - 1  # the last decoded burst starting before t
             return i >= 0 and t < spans[i][1]
 
-        weak = [sy for sy in todo if sy.c.metric < _STRONG_GATE and not inside(sy.c.start)]
+        weak = self._preamble_estimates(x, [c for c in uniq if c.start not in cached and c.metric < _STRONG_GATE
+                                            and not inside(c.start)])
         self._decode_headers(weak, x.size)
         tried = {id(sy) for sy in strong} | {id(sy) for sy in weak}
-        syncs = [sy for sy in syncs if sy.header is not None or id(sy) in tried]
+        syncs = [sy for sy in sorted(syncs + weak, key=lambda sy: sy.c.start) if sy.header is not None or id(sy) in tried]
         chosen: list[_Sync] = []
         last_end = -(10**18)
         for s in syncs:
@@ -359,6 +360,8 @@ class Modem:
 
     # ------------------------------------------------------------------------------- internals
     def _preamble_estimates(self, x: np.ndarray, cands: list[Candidate]) -> list[_Sync]:
+        if not cands:
+            return []
         g, n = self.grid, self.n_fft
         start = np.array([c.start for c in cands], dtype=np.int64)
         dc = np.array([c.dc for c in cands])
