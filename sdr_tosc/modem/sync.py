@@ -85,9 +85,15 @@ _CHUNK_WINDOWS = 2048  # detection windows per pass (128 k samples: fewer Python
 def segments(x: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     """``x[s : s + length]`` for every ``s`` in ``starts`` as a [len(starts), length] copy, zeros outside ``x``."""
     starts = np.asarray(starts, np.int64)
-    if starts.size and starts.min() >= 0 and starts.max() + length <= x.size:
-        return sliding_window_view(x, length)[starts]  # a copy of contiguous rows, no index arrays
-    return gather(x, starts[:, None] + np.arange(length)[None, :])
+    inside = (starts >= 0) & (starts + length <= x.size)
+    if inside.all():  # copies of contiguous rows, no index arrays
+        return sliding_window_view(x, length)[starts] if starts.size else np.zeros((0, length), x.dtype)
+    out = gather(x, starts[:, None] + np.arange(length)[None, :]) if not inside.any() else np.empty(
+        (starts.size, length), x.dtype)
+    if inside.any():
+        out[inside] = sliding_window_view(x, length)[starts[inside]]
+        out[~inside] = gather(x, starts[~inside, None] + np.arange(length)[None, :])
+    return out
 
 
 def cis(theta: np.ndarray) -> np.ndarray:
@@ -113,9 +119,11 @@ def _rotator(cfo: np.ndarray, t0: int, n: int) -> np.ndarray:
 
 
 def power(z: np.ndarray) -> np.ndarray:
-    """``|z|^2`` of a complex array whose last axis is contiguous, in its real dtype (one pass, no square root)."""
-    v = z.view(z.real.dtype).reshape(z.shape + (2,))
-    return np.einsum("...c,...c->...", v, v)
+    """``|z|^2`` of a complex array whose last axis is contiguous, in its real dtype (no square root; an einsum
+    over the (re, im) pairs is ~6x slower)."""
+    q = z.view(z.real.dtype)
+    q = q * q
+    return q[..., 0::2] + q[..., 1::2]
 
 
 def _filters(grid: ResourceGrid) -> tuple[np.ndarray, np.ndarray]:
@@ -233,8 +241,9 @@ def _phase_slope(corr: np.ndarray, max_slope: float = np.pi) -> np.ndarray:
     nfft = 1 << max(10, int(np.ceil(np.log2(8 * m))))
     spec = power(sp_fft.fft(corr.astype(np.complex64), nfft, axis=1))  # |.|^2: the same peak, no square roots
     if max_slope < np.pi:
-        b = 2 * np.pi * np.fft.fftfreq(nfft)
-        spec[:, np.abs(b) > max_slope] = 0.0
+        out = np.flatnonzero(np.abs(2 * np.pi * np.fft.fftfreq(nfft)) > max_slope)  # one run around nfft / 2
+        if out.size:
+            spec[:, out[0] : out[-1] + 1] = 0.0
     k = np.argmax(spec, axis=1)
     rows = np.arange(f)
     y0, y1, y2 = (np.sqrt(spec[rows, (k + d) % nfft].astype(np.float64)) for d in (-1, 0, 1))
