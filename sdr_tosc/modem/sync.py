@@ -45,6 +45,7 @@ from .grid import SYNC_PERIOD, ResourceGrid
 _BLOCK = 64  # samples per detection block (8 periods)
 _WIN_BLOCKS = 4  # detection window = 4 blocks = 32 periods
 _NFFT = 64  # CFO search FFT over the window's 32 periods (2x zero padding)
+_CHUNK_WINDOWS = 2048  # detection windows per pass (128 k samples: few Python calls, arrays in the cache)
 _PRUNE = 2.15  # non-coherent pre-test on two adjacent phases (a loose cut: noise median 2.31; -8 dB: 2.6-2.9)
 _TAIL_SYNC = 64  # sync samples in the timing template (they do not tell shifts of 8 samples apart)
 _GATE = 8.5  # tail correlation gate (about 6 on noise at the best of ~330 lags; 11-35 at -8 dB)
@@ -79,20 +80,21 @@ def gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-_CHUNK_WINDOWS = 2048  # detection windows per pass (128 k samples: fewer Python calls, arrays still in L3)
-
-
 def segments(x: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-    """``x[s : s + length]`` for every ``s`` in ``starts`` as a [len(starts), length] copy, zeros outside ``x``."""
+    """``x[s : s + length]`` for every ``s`` in ``starts`` as a [len(starts), length] copy, zeros outside ``x``.
+
+    Rows inside ``x`` are copied from a sliding-window view (no index arrays); only the others are gathered.
+    """
     starts = np.asarray(starts, np.int64)
+    offsets = np.arange(length)
     inside = (starts >= 0) & (starts + length <= x.size)
-    if inside.all():  # copies of contiguous rows, no index arrays
+    if inside.all():
         return sliding_window_view(x, length)[starts] if starts.size else np.zeros((0, length), x.dtype)
-    out = gather(x, starts[:, None] + np.arange(length)[None, :]) if not inside.any() else np.empty(
-        (starts.size, length), x.dtype)
-    if inside.any():
-        out[inside] = sliding_window_view(x, length)[starts[inside]]
-        out[~inside] = gather(x, starts[~inside, None] + np.arange(length)[None, :])
+    if not inside.any():
+        return gather(x, starts[:, None] + offsets[None, :])
+    out = np.empty((starts.size, length), x.dtype)
+    out[inside] = sliding_window_view(x, length)[starts[inside]]
+    out[~inside] = gather(x, starts[~inside, None] + offsets[None, :])
     return out
 
 
@@ -296,17 +298,17 @@ def synchronise(x: np.ndarray, dets: list[Detection], grid: ResourceGrid, sync_p
     c_ltf = sp_fft.ifft(spec * tmpl[1], axis=1, overwrite_x=True)[:, :n_out]
     a_full = power(c_full)
     tp = np.argmax(a_full, axis=1)
-    rows_ = np.arange(orig.size)
-    p_tail = sliding_window_view(power(seg), tl, axis=1)[rows_, tp].sum(axis=1, dtype=np.float64) / tl
-    gate = a_full[rows_, tp] / (float(np.sum(power(tail_t), dtype=np.float64)) * np.maximum(p_tail, 1e-30))
+    rows = np.arange(orig.size)
+    p_tail = sliding_window_view(power(seg), tl, axis=1)[rows, tp].sum(axis=1, dtype=np.float64) / tl
+    gate = a_full[rows, tp] / (float(np.sum(power(tail_t), dtype=np.float64)) * np.maximum(p_tail, 1e-30))
     # first path: the earliest lag within cp - 4 before the peak with enough LTF correlation power
     back = np.arange(-(cp - 4), 1)
     idx = np.maximum(tp[:, None] + back[None, :], 0)
-    a_ltf = power(np.ascontiguousarray(c_ltf[rows_[:, None], idx]))  # [H, cp - 3]: lags up to the peak
+    a_ltf = power(np.ascontiguousarray(c_ltf[rows[:, None], idx]))  # [H, cp - 3]: lags up to the peak
     floor = 10.0 * (tl - _TAIL_SYNC) * p_tail
     above = (a_ltf >= _FIRST_PATH_FRACTION**2 * a_ltf[:, -1:]) & (a_ltf >= floor[:, None])
     above[:, -1] = True
-    t_ltf = lo + idx[rows_, np.argmax(above, axis=1)]  # LTF CP start of the first path
+    t_ltf = lo + idx[rows, np.argmax(above, axis=1)]  # LTF CP start of the first path
     start = t_ltf - grid.sync_len
     if orig.size > len(dets):  # CFO aliases: keep each detection's best
         best = np.zeros(len(dets), np.int64)
