@@ -357,6 +357,9 @@ def run_link(
                 results[s.index] = r
             else:
                 outstanding[s.seq] = s
+        # only this batch was in flight besides the registered ones when those frames came: anything left is
+        # not a frame of ours (a stale seq must not match an image 65536 later)
+        early.clear()
 
     def batch_at(b0: int) -> np.ndarray:
         return images[b0:b0 + cfg.batch_size]
