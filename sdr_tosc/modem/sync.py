@@ -20,7 +20,7 @@ Detection (:func:`detect`), in three passes over the buffer:
 The three passes run over ``_CHUNK_WINDOWS`` windows (128 k samples) at a time, so their arrays stay in the
 cache: the matched filter as two BLAS GEMMs (``X_j @ top + X_{j+1} @ bottom``) written as a [phase, period]
 array, whose windows of one phase are contiguous runs of 32 for the FFT; on noise about 85 % of the windows
-pass the pre-test and the FFT is the largest cost (~45 % of the detector).
+pass the pre-test and the FFT is the largest cost (~35-45 % of the detector).
 
 Synchronisation (:func:`synchronise`), vectorised over the detections of a buffer: coarse CFO from the FFT
 peak (interpolated); timing by correlating with the preamble's tail (last 8 sync periods, 4 of them negated, + LTF with its
