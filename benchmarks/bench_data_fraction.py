@@ -11,6 +11,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_data_fraction.py                 # 8 runs of 1600 steps, 2 at a time, ~20-25 min
     .venv/bin/python benchmarks/bench_data_fraction.py --fractions 0.05,1 --steps 100
+    .venv/bin/python benchmarks/bench_data_fraction.py --device cuda --jobs 4 --cache artifacts/cache/fmnist-224
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ from sdr_tosc.zoo import default_cache_path  # noqa: E402
 
 
 def run_one(cache_path: str, frac: float, kd: bool, epochs: int, steps: int, threads: int, seed: int,
-            snr_db: float, limit: int, folder: str) -> dict[str, object]:
+            snr_db: float, limit: int, folder: str, device: str = "cpu") -> dict[str, object]:
     """Train one student (KD or not, one label fraction) and score it at ``snr_db``; runs in a worker."""
     torch.set_num_threads(threads)
     cache = TeacherCache.open(cache_path, verify=False)
     train_set = load_dataset(cache.dataset_name, cache.dataset_split)
+    if cache.num_samples < len(train_set):  # a cache built with --limit N: its first N images
+        train_set = train_set.subset(np.arange(cache.num_samples))
     test = load_dataset(cache.dataset_name, "test")
     if limit:
         test = test.subset(np.arange(limit))
@@ -49,7 +52,7 @@ def run_one(cache_path: str, frac: float, kd: bool, epochs: int, steps: int, thr
                       eval_samples=0)
     out = Path(folder) / f"frac{frac:g}-{'kd' if kd else 'nokd'}.safetensors"
     t0 = time.perf_counter()
-    r = train(cfg, cache, train_set, out, progress=False, overwrite=True)
+    r = train(cfg, cache, train_set, out, progress=False, overwrite=True, device=device)
     secs = time.perf_counter() - t0
     acc = accuracy_vs_snr(load_checkpoint(out), test, [snr_db], seed=seed)[0]
     print(f"fraction {frac:g} {'KD' if kd else 'no-KD'}: {acc:.4f} ({secs:.0f} s)", file=sys.stderr, flush=True)
@@ -69,6 +72,7 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", type=Path, default=None, help="keep the checkpoints in this folder")
+    p.add_argument("--device", default="cpu", help="where the students train: cpu (default), cuda, cuda:N, auto")
     a = p.parse_args()
     fractions = [float(x) for x in a.fractions.split(",")]
     cache_path = a.cache or default_cache_path()
@@ -77,7 +81,7 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     tasks = [(frac, kd) for frac in fractions for kd in (True, False)]
     t_all = time.perf_counter()
-    args = (a.epochs, a.steps, a.threads, a.seed, a.snr_db, a.limit, str(folder))
+    args = (a.epochs, a.steps, a.threads, a.seed, a.snr_db, a.limit, str(folder), a.device)
     if a.jobs > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -113,6 +117,7 @@ def main() -> int:
         "seconds": round(time.perf_counter() - t_all, 1),
         "torch_threads_per_run": a.threads,
         "parallel_runs": a.jobs,
+        "device": a.device,
     }
     print(json.dumps(out, indent=2))
     return 0

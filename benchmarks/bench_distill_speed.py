@@ -13,10 +13,14 @@ shipped cache (``--cache``; without one a small cache is built here); (b) a ViT-
 model (``ViTConfig()`` defaults: hidden 768, 12 layers, 224 px, random init, in memory) with a cache built
 here over a few samples (its cached path costs the same as (a): same K, C, D, student).
 
+``--device cuda`` runs students and teachers on a GPU (mixed precision as ``sdr-tosc train``: autocast in
+bfloat16 where supported); timings then wait for the GPU (``torch.cuda.synchronize``) before each clock read.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_distill_speed.py                      # ~3-6 min on 2 cores
     .venv/bin/python benchmarks/bench_distill_speed.py --batches 10 --no-vit  # quicker
+    .venv/bin/python benchmarks/bench_distill_speed.py --device cuda --with-224 --vit-batches 20   # on a GPU
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from sdr_tosc.semantic.cache import TeacherCache, augment_from_seeds, build_cache  # noqa: E402
 from sdr_tosc.semantic.datasets import load_dataset  # noqa: E402
+from sdr_tosc.semantic.runtime import autocast, resolve_device  # noqa: E402
 from sdr_tosc.semantic.teachers import Teacher, load_teacher  # noqa: E402
 
 ZOO = ROOT / "sdr_tosc" / "zoo"
@@ -82,23 +87,40 @@ def make_student():
     return model, name, loss_fn
 
 
+DEVICE = torch.device("cpu")
+
+
+def to_dev(*tensors):
+    return [None if t is None else t.to(DEVICE, non_blocking=True) for t in tensors]
+
+
+def sync() -> None:
+    """Wait for the GPU's queued work so that the clock measures it (a no-op on CPU)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 class Trainer:
     """One student + optimiser; ``step`` = forward through the channel, loss, backward, AdamW step."""
 
     def __init__(self, model: nn.Module, loss_fn, seed: int = 0):
-        self.model = model.train()
+        self.model = model.to(DEVICE).train()
         self.loss_fn = loss_fn
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
-        self.gen = torch.Generator().manual_seed(seed)
+        self.gen = torch.Generator(device=DEVICE).manual_seed(seed)
 
     def step(self, images, labels, snr_db, teacher_log_probs, topk_index):
-        out = self.model(images, snr_db, channel="awgn", generator=self.gen)
-        losses = self.loss_fn(out, labels, teacher_log_probs=teacher_log_probs, topk_index=topk_index,
-                              temperature=TEMPERATURE)
+        images, labels, snr_db, teacher_log_probs, topk_index = to_dev(images, labels, snr_db, teacher_log_probs,
+                                                                       topk_index)
+        with autocast(DEVICE):
+            out = self.model(images, snr_db, channel="awgn", generator=self.gen)
+            out = {k: (v.float() if v.is_floating_point() else v) for k, v in out.items()}
+            losses = self.loss_fn(out, labels, teacher_log_probs=teacher_log_probs, topk_index=topk_index,
+                                  temperature=TEMPERATURE)
         self.opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         self.opt.step()
-        return float(losses["loss"].detach())
+        return losses["loss"].detach()
 
 
 # ---------------------------------------------------------------------------------------------- teachers
@@ -150,7 +172,7 @@ def compare(cache: TeacherCache, teacher: Teacher, images: np.ndarray, labels: n
         idx = torch.from_numpy(rng.integers(0, n, size=batch_size))
         batches.append((idx, b % cache.num_replays, torch.from_numpy(rng.uniform(-5, 20, size=batch_size)).float()))
     k_lt_c = cache.num_classes is not None and cache.topk < cache.num_classes
-    teacher.eval()
+    teacher.to(DEVICE).eval()
 
     def cached_step(idx, r, snr):
         x = augment_from_seeds(imgs[idx], cache.seeds(r, idx), pad=cache.augment_pad)
@@ -163,30 +185,36 @@ def compare(cache: TeacherCache, teacher: Teacher, images: np.ndarray, labels: n
 
     def online_step(idx, r, snr):
         x = augment_from_seeds(imgs[idx], cache.seeds(r, idx), pad=cache.augment_pad)
+        sync()
         t0 = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(DEVICE):
             logits, _ = teacher(teacher.preprocess(x))
             logp = F.log_softmax(logits.float() / TEMPERATURE, dim=1)
+        sync()
         teacher_time[0] += time.perf_counter() - t0
         return online_tr.step(x, labs[idx], snr, logp, None)
 
     for b in range(warmup):
         cached_step(*batches[b])
     idx, r, snr = batches[0]  # online warm-up on a few images (a full ViT-base batch would take a minute)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(DEVICE):
         teacher(teacher.preprocess(imgs[idx[:online_warmup_size]]))
     online_step(idx[:online_warmup_size], r, snr[:online_warmup_size])
     teacher_time[0] = 0.0
     t_cached, t_online = [], []
     for b in range(warmup, total):
         if b - warmup < cached_batches:
+            sync()
             t0 = time.perf_counter()
             cached_step(*batches[b])
+            sync()
             t_cached.append(time.perf_counter() - t0)
         if b - warmup < online_batches:
+            sync()
             t0 = time.perf_counter()
             before = teacher_time[0]
             online_step(*batches[b])
+            sync()
             t_online.append(time.perf_counter() - t0)
             teacher_times.append(teacher_time[0] - before)
     steps = math.ceil(EPOCH_SAMPLES / batch_size)
@@ -229,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches-224", type=int, default=3, help="timed online batches at 224 px")
     p.add_argument("--epoch-samples", type=int, default=60000)
     p.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     a = p.parse_args(argv)
+    global DEVICE
+    DEVICE = resolve_device(a.device)
     if a.batch_size is None:
         from sdr_tosc.semantic.distill import TrainConfig  # noqa: PLC0415
 
@@ -248,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
                  "cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
         "batch_size": a.batch_size,
         "epoch_samples": a.epoch_samples,
+        "device": str(DEVICE) if DEVICE.type == "cpu" else f"{DEVICE} ({torch.cuda.get_device_name(DEVICE)})",
+        "amp": str(torch.bfloat16 if DEVICE.type == "cuda" and torch.cuda.is_bf16_supported() else
+                   torch.float16 if DEVICE.type == "cuda" else None),
     }
     # (a) the default teacher
     spec = a.teacher or default_teacher_spec()
@@ -257,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     if cache_dir is None:
         n = min(len(train), a.batch_size * (a.batches + a.warmup))
         cache_dir = Path(tmp.name) / "default"
-        build_cache(teacher, train.subset(np.arange(n)), cache_dir, replays=2, progress=False)
+        build_cache(teacher, train.subset(np.arange(n)), cache_dir, replays=2, progress=False, device=DEVICE)
     cache = TeacherCache.open(cache_dir)
     cache.check_dataset(train.subset(np.arange(cache.num_samples)) if cache.num_samples < len(train) else train)
     sub_imgs, sub_labels = train.images[:cache.num_samples], train.labels[:cache.num_samples]
@@ -287,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         vdir = Path(tmp.name) / "vit"
         t0 = time.perf_counter()
         small = train.subset(np.arange(a.vit_cache_samples))
-        build_cache(vit, small, vdir, replays=1, topk=10, feature_dim=64, batch_size=32, progress=False)
+        build_cache(vit, small, vdir, replays=1, topk=10, feature_dim=64, batch_size=32, progress=False,
+                    device=DEVICE)
         build_s = time.perf_counter() - t0
         vcache = TeacherCache.open(vdir)
         vrow = {"teacher": vit.teacher_id, "teacher_input_size": vit.input_size,
