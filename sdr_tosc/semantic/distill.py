@@ -40,7 +40,7 @@ from ..fileio import atomic_path
 from .datasets import ImageSet
 from .evaluate import teacher_accuracy_from_manifest
 from .losses import ib_loss
-from .runtime import Dist, amp_dtype, autocast, grad_scaler, optimizer_step, resolve_device
+from .runtime import Dist, amp_dtype, autocast, grad_scaler, optimizer_step, resolve_device, warmup_cosine_lr
 from .student import MODELS, SemanticStudent, read_checkpoint_metadata, save_checkpoint
 from .tblog import TrainingLog
 
@@ -143,10 +143,7 @@ def labelled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarra
 
 
 def _lr_at(config: TrainConfig, step: int, total: int) -> float:
-    warm = max(1, int(config.warmup_fraction * total))
-    if step < warm:
-        return config.lr * (step + 1) / warm
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+    return warmup_cosine_lr(step, config.lr, max(1, int(config.warmup_fraction * total)), total)
 
 
 def _flatten_state(opt: torch.optim.Optimizer, extra_modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:

@@ -3,7 +3,7 @@
 The classifier (hub id or local folder) gets a new head with the data set's classes (``num_labels``,
 ``id2label``; ``ignore_mismatched_sizes`` re-initialises a head of another size); the backbone is trained
 too unless ``freeze_backbone``. The recipe is the default teacher's, with its helpers from
-:mod:`.teacher_finetune` (AdamW, warm-up + cosine schedule :func:`~.teacher_finetune.warmup_cosine_lr`,
+:mod:`.teacher_finetune` (AdamW, warm-up + cosine schedule :func:`~.runtime.warmup_cosine_lr`,
 shifts + flips :func:`~.teacher_finetune.augment_batch`), on ``--device`` with autocast on CUDA only.
 
 The result is an ordinary ``save_pretrained`` folder (load it with ``--teacher FOLDER``) that also holds
@@ -56,13 +56,12 @@ def finetune_hf_teacher(
     from safetensors.torch import load_file, save_file  # noqa: PLC0415
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    from .runtime import autocast, grad_scaler, optimizer_step, resolve_device  # noqa: PLC0415
+    from .runtime import autocast, grad_scaler, optimizer_step, resolve_device, warmup_cosine_lr  # noqa: PLC0415
     from .teacher_finetune import (  # noqa: PLC0415
         augment_batch,
         evaluate_teacher,
         flatten_optimizer_state,
         unflatten_optimizer_state,
-        warmup_cosine_lr,
     )
     from .teachers import HFTeacher  # noqa: PLC0415
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,6 +90,14 @@ def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: Any =
         if clip_params is not None:
             torch.nn.utils.clip_grad_norm_(clip_params, max_norm)
         opt.step()
+
+
+def warmup_cosine_lr(step: int, lr: float, warmup: int, total: int) -> float:
+    """The learning rate at ``step``: linear warm-up over ``warmup`` steps to ``lr``, then cosine decay to 0
+    at ``total`` (the schedule of the student's distillation and of both teacher fine-tunings)."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 :func:`finetune_teacher` trains the whole network (AdamW, warm-up + cosine schedule, shift + flip
 augmentation, label smoothing), resumable per epoch, from the ImageNet weights or from a teacher file (a
-second stage); :func:`evaluate_teacher` scores a teacher with a task head. :func:`augment_batch`,
-:func:`warmup_cosine_lr` and :func:`flatten_optimizer_state` / :func:`unflatten_optimizer_state` are also
+second stage); :func:`evaluate_teacher` scores a teacher with a task head. :func:`augment_batch`
+and :func:`flatten_optimizer_state` / :func:`unflatten_optimizer_state` are also
 used by :mod:`.hf_finetune` (``transformers`` teachers).
 
 The teacher models, :func:`~.teachers.load_teacher` and the teacher file format are in :mod:`.teachers`,
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ..fileio import atomic_path, sha256_file
 from .datasets import ImageSet
+from .runtime import warmup_cosine_lr  # noqa: F401  (the schedule; also imported from here)
 from .teachers import EfficientNetLiteTeacher, Teacher, load_teacher_file, save_teacher
 
 log = logging.getLogger(__name__)
@@ -172,14 +173,6 @@ def finetune_teacher(
         with atomic_path(hist_path) as tmp:
             tmp.write_text(json.dumps(history, indent=2))
     return history
-
-
-def warmup_cosine_lr(step: int, lr: float, warmup: int, total: int) -> float:
-    """The learning rate at ``step``: linear warm-up over ``warmup`` steps to ``lr``, then cosine decay to 0
-    at ``total`` (the schedule of both teacher fine-tunings)."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def flatten_optimizer_state(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
