@@ -182,3 +182,29 @@ def test_transmitter_header_form_and_aggregation(student):
     assert all(s.robust for s in low.send(data.images[:2]))
     with pytest.raises(ValueError, match="images_per_burst"):
         LinkConfig(images_per_burst=129)
+
+
+def test_header_form_and_snr_come_from_one_look_at_the_feedback(student):
+    """A report landing between the transmitter's reads of the feedback must never pair the initial 10 dB guess
+    with 'fresh' (a short header sent into -5 dB, lost at the receiver: ~1 run in 15 of the -5 dB link test)."""
+    from sdr_tosc.link.session import SemanticTransmitter
+
+    class LateReport:  # no report at the first read; the -5 dB report has arrived by the second
+        def __init__(self):
+            self.reads = 0
+
+        def _arrived(self):
+            self.reads += 1
+            return self.reads > 1
+
+        @property
+        def fresh(self):
+            return self._arrived()
+
+        def snr_db(self):
+            return -5.0 if self._arrived() else 10.0
+
+    tx = SemanticTransmitter(student, Modem(), None, LinkConfig(), LateReport())
+    snr, robust = tx.link_state()
+    assert robust, f"the long header whenever the first read saw no report (got snr {snr}, short header)"
+    assert snr == -5.0

@@ -120,8 +120,8 @@ class DigitalTransmitter(FeedbackTransmitter):
         self.codec, self.digital = codec, digital
 
     def send(self, images: np.ndarray, first_index: int = 0) -> list[DigitalSent]:
-        snr = header_snr_db(self.current_snr_db())
-        robust = self.robust_header(snr)
+        snr, robust = self.link_state()
+        snr = header_snr_db(snr)
         mod = self.digital.modulation_for(snr, self.codec.lowest)
         dm = DigitalMode(DigitalConfig(modulation=mod))
         payloads = self.codec.encode(images)
