@@ -32,6 +32,7 @@ EXAMPLES = """
   sdr-tosc demo --checkpoint runs/student.safetensors --no-feedback --initial-snr-db 5
   sdr-tosc demo --scheme both --snr-db 0 --images 100     # semantic vs digital-latent vs digital-png, same channel
   sdr-tosc demo --images 5000 --monitor                # and watch it live in a browser (URL printed)
+  sdr-tosc demo --images 5000 --overlap -q             # TX of the next batch overlaps RX of this one (faster)
   # one full-duplex radio, TX port cabled to RX port through a 30 dB attenuator:
   sdr-tosc demo --radio pluto --uri ip:192.168.2.1 --center-freq-hz 2.44e9 --tx-gain-db -20 --rx-gain-db 30 \
       --radio-opt tx_cyclic=true
@@ -58,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", type=Path, help="write a PNG: constellation vs transmitted symbols with EVM, spectrum "
                    "of the last burst, misclassified examples")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overlap", action="store_true",
+                   help="pipeline the loop: encode, modulate and send the next batch while this one is received "
+                        "(faster; the transmitter then adapts to feedback one batch older)")
     add_events_args(p, monitor=True)
     add_json_flag(p)
 
@@ -130,7 +134,8 @@ def _run(args: argparse.Namespace, pub) -> int:  # noqa: ANN001
                 print("sdr-tosc demo: no monitor subscribed yet; starting anyway", file=sys.stderr)
             events.publish_status()  # the monitor learns the simulator's control socket before the first frame
         report = run_link(lb.tx, lb.rx, images, labels, progress=not args.no_progress,
-                          truth=(lambda: lb.channel.truth()) if lb.channel is not None else None)
+                          truth=(lambda: lb.channel.truth()) if lb.channel is not None else None,
+                          overlap=args.overlap)
         latency = events.latency_ms()
         events.finish(report.summary())
         burst = events.last_burst()

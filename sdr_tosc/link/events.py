@@ -41,6 +41,7 @@ import collections
 import json
 import logging
 import math
+import threading
 import time
 from typing import Any
 
@@ -211,6 +212,7 @@ class LinkEvents:
         self.tx_radio: Any = None
         self.rx_radio: Any = None
         self._sent: collections.OrderedDict[int, tuple] = collections.OrderedDict()
+        self._sent_lock = threading.Lock()  # on_sent runs in the TX worker thread of an overlapped run
         self.sent = 0
         self.lost = 0  # images known lost (a later burst arrived first); at the end: sent - received
         self.received = 0
@@ -243,12 +245,13 @@ class LinkEvents:
                 t_end: float) -> None:
         enc_ms = (t_enc - t0) * 1e3
         mod_ms = (t_mod - t_enc) * 1e3
-        for i, r in enumerate(records):
-            self._sent[r.seq] = (r.index, t0, enc_ms, mod_ms, t_mod, symbols[i])
-        while len(self._sent) > MAX_IN_FLIGHT:
-            self._sent.popitem(last=False)
-            self.lost += 1
-        self.sent += len(records)
+        with self._sent_lock:
+            for i, r in enumerate(records):
+                self._sent[r.seq] = (r.index, t0, enc_ms, mod_ms, t_mod, symbols[i])
+            while len(self._sent) > MAX_IN_FLIGHT:
+                self._sent.popitem(last=False)
+                self.lost += 1
+            self.sent += len(records)
 
     def on_chunk(self, chunk: np.ndarray, t_read: float) -> None:
         self._t_read = t_read
@@ -265,20 +268,21 @@ class LinkEvents:
         tx_rows: list[np.ndarray] = []
         scored: list[tuple[int, int, int]] = []
         wrong: list[tuple[int, int, int]] = []
-        first = self._sent.get(results[0].seq) if results else None
-        if first is not None:  # bursts arrive in order: images sent before this burst and still missing are lost
-            while self._sent:
-                seq, rec = next(iter(self._sent.items()))
-                if rec[0] >= first[0]:
-                    break
-                del self._sent[seq]
-                self.lost += 1
+        with self._sent_lock:
+            first = self._sent.get(results[0].seq) if results else None
+            if first is not None:  # bursts arrive in order: images sent before this one and still missing are lost
+                while self._sent:
+                    seq, rec = next(iter(self._sent.items()))
+                    if rec[0] >= first[0]:
+                        break
+                    del self._sent[seq]
+                    self.lost += 1
+            sent_recs = [self._sent.pop(r.seq, None) for r in results]
         # everything but the image's seq/index/pred/label is the burst's: encoded once, one message per image
         lat_rx = (math.nan, math.nan, math.nan, self._dem_ms, dec_ms, math.nan)
         lat_burst = prefix = prefix_rx = None
         rows = []
-        for r in results:
-            s = self._sent.pop(r.seq, None)
+        for r, s in zip(results, sent_recs, strict=True):
             if s is not None:
                 index, t0, enc_ms, mod_ms, t_mod, row = s
                 tx_rows.append(row)
