@@ -88,6 +88,7 @@ from .session import (
     _report,
     airtime_samples,
     decoder_snr_db,
+    receive_batch,
 )
 
 log = logging.getLogger(__name__)
@@ -287,12 +288,7 @@ def run_schemes(
                     log.debug("%s frame with seq %d never arrived", scheme, s.seq)
                 outstanding[(scheme, s.seq)] = s
             airtime += airtime_samples(sent, cfg.gap_samples)
-        absorb(rx.receive(airtime))
-        idle = 0
-        while outstanding and idle < cfg.rx_slack_samples:
-            before = len(outstanding)
-            absorb(rx.receive(cfg.rx_chunk_samples))
-            idle = 0 if len(outstanding) < before else idle + cfg.rx_chunk_samples
+        receive_batch(rx, absorb, outstanding, airtime, cfg)
         bar.update(len(batch))
     absorb(rx.flush())
     bar.close()

@@ -307,6 +307,17 @@ class LinkReport:
         return d
 
 
+def receive_batch(rx: Any, absorb: Callable[[Any], None], outstanding: dict, airtime: int, cfg: LinkConfig) -> None:
+    """Read a batch's ``airtime`` samples, then keep reading chunks while frames keep arriving, until nothing
+    is ``outstanding`` or ``cfg.rx_slack_samples`` pass without a frame (``absorb`` pops what arrived)."""
+    absorb(rx.receive(airtime))
+    idle = 0
+    while outstanding and idle < cfg.rx_slack_samples:
+        before = len(outstanding)
+        absorb(rx.receive(cfg.rx_chunk_samples))
+        idle = 0 if len(outstanding) < before else idle + cfg.rx_chunk_samples
+
+
 def run_link(
     tx: SemanticTransmitter,
     rx: SemanticReceiver,
@@ -380,13 +391,7 @@ def run_link(
             else:
                 sent = tx.send(batch_at(b0), first_index=b0)
             register(sent)
-            # read the batch's airtime, then keep reading while frames keep arriving, up to the slack
-            absorb(rx.receive(airtime_samples(sent, cfg.gap_samples)))
-            idle = 0
-            while outstanding and idle < cfg.rx_slack_samples:
-                before = len(outstanding)
-                absorb(rx.receive(cfg.rx_chunk_samples))
-                idle = 0 if len(outstanding) < before else idle + cfg.rx_chunk_samples
+            receive_batch(rx, absorb, outstanding, airtime_samples(sent, cfg.gap_samples), cfg)
             bar.update(len(sent))
             if progress and results:
                 correct = sum(int(r.pred == labels[i]) for i, r in results.items())
