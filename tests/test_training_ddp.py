@@ -150,3 +150,18 @@ def test_torchrun_resume_is_bit_identical(small_cache, tmp_path):
     assert "epochs_run 1 world 2" in out.stdout
     a, b = load_checkpoint(full).state_dict(), load_checkpoint(part).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed DDP run differs from the uninterrupted one"
+
+
+def test_evaluate_under_torchrun_shards_the_test_set(tmp_path):
+    """Two ranks score their halves; rank 0 reports the whole. The digital baseline's noise-free accuracy has no
+    noise at all, so the merged figure must equal a single process's exactly; at 60 dB the student's too."""
+    args = ["evaluate", "--limit", "200", "--snr-db", "60", "--no-baselines", "--device", "cpu", "--threads", "1"]
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    assert main([*args, "--json", str(one)]) == 0
+    _torchrun(str(SDR_TOSC), *args, "--json", str(two))
+    a, b = json.loads(one.read_text()), json.loads(two.read_text())
+    assert b["world_size"] == 2 and b["num_images"] == a["num_images"] == 200
+    assert b["digital"]["error_free_accuracy"] == pytest.approx(a["digital"]["error_free_accuracy"], abs=1e-12)
+    assert b["accuracy"]["student"] == pytest.approx(a["accuracy"]["student"], abs=1.5 / 200)
+    assert b["accuracy"]["digital"] == pytest.approx(a["accuracy"]["digital"], abs=1.5 / 200)
+    assert b["accuracy"]["fixed_snr"] is None
