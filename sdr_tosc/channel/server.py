@@ -2,7 +2,7 @@
 
 Sockets (all bound by the simulator; radios connect):
 
-* ``--in``: PULL, TX samples (framed or raw, see :mod:`sdr_tosc.radio.zmq` for the wire format).
+* ``--in``: PULL, TX samples (framed or raw, see :mod:`sdr_tosc.radio.wire` for the wire format).
 * ``--out``: ROUTER answering sample requests (DEALER from our radio, REQ from gr-zeromq ``req_source`` or
   srsRAN), or PUSH streaming (``out_pattern="push"``, for gr-zeromq ``pull_source``).
 * ``--control``: REP, one JSON object per request, one JSON object per reply (never pickle)::
@@ -19,7 +19,7 @@ Sockets (all bound by the simulator; radios connect):
   ``truth`` takes integers ``since`` in [0, 2**63) and ``max`` in [1, 100000].
 
 Bad input never stops the process: a TX message that breaks the wire format's limits (see
-:mod:`sdr_tosc.radio.zmq`), a malformed sample request or control request is dropped, counted per kind in
+:mod:`sdr_tosc.radio.wire`), a malformed sample request or control request is dropped, counted per kind in
 ``stats`` (``bad_messages`` and ``drops``) and logged once per kind; nothing of it reaches the timeline.
 
 The control socket binds to 127.0.0.1 by default; anyone who can connect to it can change settings or
