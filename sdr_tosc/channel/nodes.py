@@ -8,7 +8,8 @@ core applies its own settings (path loss, CFO, noise ...), changed through the c
 ``"link": [src, dst]`` field::
 
     {"cmd": "set", "link": [0, 1], "path_loss_db": 70, "cfo_hz": -1200}   -> {"ok": true, "config": {...}}
-    {"cmd": "stats"}                                                      -> per-link stats under "links"
+    {"cmd": "stats"}                                                      -> per-link stats under "links",
+                                                                             read requests per node "node_reads"
 
 Wire format (same sockets as the one-link server; samples in the framed format of
 :mod:`sdr_tosc.radio.zmq`):
@@ -82,6 +83,7 @@ class NodeChannelServer(ChannelServer):
                     self.links[(s, d)] = ChannelCore(config.replace(seed=config.seed + 1 + s * nodes + d))
         self.endpoints["nodes"] = nodes
         self._bad = 0
+        self.node_reads = [0] * nodes  # read requests per receiving node (an attached radio keeps reading)
 
     def _link_key(self, value: Any) -> tuple[int, int]:
         if (not isinstance(value, (list, tuple)) or len(value) != 2
@@ -137,6 +139,7 @@ class NodeChannelServer(ChannelServer):
                 if not 0 <= dst < self.nodes:
                     raise ValueError(f"node {dst} does not exist (nodes 0..{self.nodes - 1})")
                 n = min(wire.decode_request(frames[2].buffer), MAX_REQUEST_SAMPLES)
+                self.node_reads[dst] += 1
                 cores = [self.links[(s, dst)] for s in range(self.nodes)]
                 if flags & FLAG_DISCARD:
                     for c in cores:
@@ -196,7 +199,7 @@ class NodeChannelServer(ChannelServer):
         for core in self.links.values():
             for k in total:
                 total[k] += int(core.stats.get(k, 0))
-        s.update(total, nodes=self.nodes, bad_messages=self._bad,
+        s.update(total, nodes=self.nodes, bad_messages=self._bad, node_reads=list(self.node_reads),
                  links={f"{a}->{b}": {"samples_in": c.stats["samples_in"], "late": c.stats["late_bursts"],
                                       "pending": c.pending()} for (a, b), c in self.links.items()})
         return s

@@ -15,6 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from .virtual_usrp_air import (
+    AirLink,
+    _acquire_shared_channel,
+    _release_shared_channel,
+    _shared_lock,
+    _shared_receivers,
+    load_air,
+)
 from .virtual_usrp_types import (
     RXMetadata,
     RXMetadataErrorCode,
@@ -33,38 +41,6 @@ RX_MAX_GAIN_DB = 76.0
 ADC_BITS = 12
 MAX_NUM_SAMPS = 2040  # samples per packet, sc16 over USB 3 (what get_max_num_samps reports on a B2xx)
 TICK_S = 0.004
-
-_shared_lock = threading.Lock()
-_shared_channels: dict[str, list] = {}  # link name -> [ChannelSimulator, users]
-_shared_receivers: dict[str, Any] = {}  # link name -> the Device that receives on it
-
-
-def _acquire_shared_channel(name: str, fs: float, fc: float, args: dict[str, Any]):
-    from ..channel import ChannelSimulator
-
-    with _shared_lock:
-        entry = _shared_channels.get(name)
-        if entry is None or not entry[0].running:
-            log.info("virtual USRP: starting a channel simulator for link=%r (the devices of this process "
-                     "without in=/out= share it)", name)
-            ch = ChannelSimulator(snr_db=None, noise_dbfs=args["thermal_dbfs"], path_loss_db=args["path_loss_db"],
-                                  gap_samples=0, gap_jitter_samples=0, sample_rate_hz=fs, center_freq_hz=fc,
-                                  seed=args["seed"]).start()
-            entry = _shared_channels[name] = [ch, 0]
-        entry[1] += 1
-        return entry[0]
-
-
-def _release_shared_channel(name: str) -> None:
-    with _shared_lock:
-        entry = _shared_channels.get(name)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] <= 0:
-            del _shared_channels[name]
-            entry[0].stop()
-
 
 def quantize(x: np.ndarray, bits: int) -> np.ndarray:
     """Quantise I and Q to ``bits`` two's complement and clip, as an ADC does (codes -2^(b-1) .. 2^(b-1) - 1,
@@ -126,6 +102,9 @@ class Device:
         self._tx_link = None
         self._rx_link = None
         self._shared: str | None = None
+        self._air: AirLink | None = None  # type=virtual,air=...: a guest node of the emulated Plutos' air
+        self._air_mono0: float | None = None
+        self._air_pulled = 0
         self.closed = False
         self.error: Exception | None = None
         self.thread = threading.Thread(target=self._run, name=f"virtual-usrp-{self.serial}", daemon=True)
@@ -143,6 +122,10 @@ class Device:
             self._t_set, self._mono_set = float(t), time.monotonic()
 
     # -- transport ------------------------------------------------------------------------------------
+    def _air_offset_hz(self, freq: float) -> float:
+        """On the air: the air's centre frequency minus this device's tuning (the two-port channel: 0)."""
+        return self._air.center_freq_hz - freq if self._air is not None else 0.0
+
     def _endpoints(self) -> tuple[str | None, str | None]:
         a = self.args
         if a["in"] or a["out"]:
@@ -157,6 +140,10 @@ class Device:
         from .zmq import ZmqRadio
 
         attr = f"_{direction}_link"
+        if self.args["air"] and getattr(self, attr) is None:
+            if self._air is None:
+                self._air = AirLink(load_air(self.args["air"], self.args["node"]))
+            setattr(self, attr, self._air)
         if getattr(self, attr) is None:
             ep_in, ep_out = self._endpoints()
             ep = ep_in if direction == "tx" else ep_out
@@ -172,7 +159,11 @@ class Device:
     def connect(self, direction: str) -> None:
         """Connect the transport when a streamer is made (a device without that endpoint connects never)."""
         a = self.args
-        if a["in" if direction == "tx" else "out"] or not (a["in"] or a["out"]):
+        if a["air"]:
+            self._link(direction).check_rate(self.rx_rate if direction == "rx" else self.tx_rate, direction.upper())
+            if direction == "rx" and self._air_mono0 is None:  # from now on this node's air is read in real time
+                self._air_mono0, self._air_pulled = time.monotonic(), 0
+        elif a["in" if direction == "tx" else "out"] or not (a["in"] or a["out"]):
             link = self._link(direction)
             if direction == "rx" and self._shared is not None:
                 link.rx(1)  # the simulator it just started answers its first request slowly: not in a paced read
@@ -224,10 +215,18 @@ class Device:
             self.rx_resampler = StreamResampler(1.0 + self.ppm * 1e-6) if self.ppm else None
             from ..channel.impairments import PhaseRotator
 
-            self.rx_rotator = PhaseRotator(-self.ppm * 1e-6 * self.rx_freq, self.rx_rate)
+            if self._air is not None:
+                self._air.check_rate(self.rx_rate, "RX")
+            self.rx_rotator = PhaseRotator(self._air_offset_hz(self.rx_freq) - self.ppm * 1e-6 * self.rx_freq,
+                                           self.rx_rate)
 
     def _rx_step(self) -> None:
         with self.lock:
+            if self._air_mono0 is not None:  # on the air: unheard samples pass while not streaming
+                idle = int((time.monotonic() - self._air_mono0) * self._air.sample_rate_hz) - self._air_pulled
+                self._air_pulled += idle
+            if self._air_mono0 is not None and idle > 0 and (not self.rx_streaming or time.monotonic() < self.rx_mono_start):
+                self._air.discard(idle)
             if not self.rx_streaming or time.monotonic() < self.rx_mono_start:
                 return
             fs = self.rx_rate
@@ -425,7 +424,8 @@ class Device:
                     parts.append(x2)
                 x = parts[0] if len(parts) == 1 else np.concatenate(parts)
                 if sob or self.tx_rotator is None:
-                    self.tx_rotator = PhaseRotator(self.ppm * 1e-6 * self.tx_freq, self.tx_rate,
+                    self.tx_rotator = PhaseRotator(self.ppm * 1e-6 * self.tx_freq - self._air_offset_hz(self.tx_freq),
+                                                   self.tx_rate,
                                                    float(self.rng.uniform(0, 2 * np.pi)))
                 gain_db = self.tx_gain - TX_MAX_GAIN_DB
                 t_end = self.mono_to_dev(due) + x.size / self.tx_rate
@@ -492,7 +492,7 @@ class Device:
         for link in (self._tx_link, self._rx_link):
             if link is not None:
                 link.close()
-        self._tx_link = self._rx_link = None
+        self._tx_link = self._rx_link = self._air = None
         if self._shared is not None:
             with _shared_lock:
                 if _shared_receivers.get(self._shared) is self:

@@ -155,6 +155,8 @@ DEVICE_ARGS: dict[str, tuple[type, Any]] = {
     "in": (str, None),
     "out": (str, None),
     "link": (str, "default"),
+    "air": (str, None),  # the emulate --json file: join the emulated Plutos' air as a guest node
+    "node": (int, -1),  # which guest node (-1: the first)
     "ppm": (float, 0.0),
     "noise_floor_dbfs": (float, -75.0),
     "thermal_dbfs": (float, -110.0),
@@ -193,6 +195,10 @@ def parse_device_args(text: str) -> dict[str, Any]:
             raise ValueError(f"virtual USRP {key}={out[key]} must be in 1..{1 << 16}")
     if (out["in"] or out["out"]) and out["link"] != "default":
         raise ValueError("virtual USRP: give either in=/out= (a running channel) or link= (a shared one), not both")
+    if out["air"] is not None and (out["in"] or out["out"] or out["link"] != "default"):
+        raise ValueError("virtual USRP: give either air= (the emulated Plutos' air) or in=/out=/link=, not both")
+    if out["node"] != -1 and out["air"] is None:
+        raise ValueError("virtual USRP: node= picks a guest node of air=; give air=plutos.json too")
     for key in ("in", "out"):
         if out[key] is not None:
             from .zmq import normalize_endpoint

@@ -15,6 +15,14 @@ iiod server per radio, and a clock thread. Every few milliseconds the clock thre
 
 So a radio runs in real time at its own clock: a client reading too slowly loses blocks (overflow), a
 client writing too slowly leaves gaps (underflow), and two radios see each other's crystal errors.
+
+Guest nodes (``guests``, after the Plutos) are for radios in other processes, e.g. a virtual USRP with
+``type=virtual,air=plutos.json``: the guest speaks the node protocol itself, on the air's true clock
+(nominal rate ``AIR_RATE_HZ``, LO ``center_freq_hz``; it applies its own crystal error). A guest counts as
+attached while its read requests keep coming; then each Pluto's TX reaches it (resampled to the true clock,
+shifted by the Pluto's LO error, untimed: placed where the guest reads, after ``GUEST_SLACK_S`` of silence),
+and its TX reaches each Pluto through the channel's own per-link ``cfo_hz``/``sco_ppm``. A Pluto at another
+sample rate than the air's cannot share it with a guest: those links are muted and the error logged.
 """
 
 from __future__ import annotations
@@ -35,8 +43,13 @@ from ...channel.process import ChannelSimulator
 from .. import zmq as wire
 from .ad9363 import ADC_FS_DBM, ADC_NOISE_DBFS, RX_FULL_SCALE_CODES, TX_MAX_DBM, PlutoModel, thermal_noise_dbm
 from .iiod import IiodServer
+from .resample import StreamResampler
 
 log = logging.getLogger(__name__)
+
+AIR_RATE_HZ = 1e6  # the true-clock sample rate of guest nodes
+GUEST_SLACK_S = 0.05  # silence before a Pluto's stream to a guest: jitter room for the guest's reads
+MUTED_DB = 200.0
 
 QUANT_NOISE_DBFS = 10 * math.log10(2 * (1 / RX_FULL_SCALE_CODES) ** 2 / 12)  # rounding of I and Q
 
@@ -56,88 +69,6 @@ def link_snr_db(signal_dbfs: float, tx_gain_db: float, loss_db: float, rx_gain_d
     th = thermal_noise_dbm(sample_rate_hz, noise_figure_db) - TX_MAX_DBM
     adc = 10 * math.log10(10 ** (ADC_NOISE_DBFS / 10) + 10 ** (QUANT_NOISE_DBFS / 10)) + ADC_FS_DBM - rx_gain_db - TX_MAX_DBM
     return sig - 10 * math.log10(10 ** (th / 10) + 10 ** (adc / 10))
-
-
-class StreamResampler:
-    """Continuous resampling of a stream by ``ratio`` = output rate / input rate, state kept between chunks
-    (a stream cut into chunks comes out as if resampled in one piece).
-
-    A clock offset of a few ppm moves the fractional delay slowly, so the stream is cut into runs of
-    equal delay and each run is one convolution with a windowed-sinc fractional-delay filter from a bank
-    of ``phases`` (``taps`` long, Blackman window; a matrix product over a sliding window of the input):
-    about -50 dB of error on a band-limited signal.
-    Radios set to different sample rates (a ratio far from 1) get cubic interpolation instead.
-    """
-
-    def __init__(self, ratio: float, taps: int = 24, phases: int = 128) -> None:
-        if not (math.isfinite(ratio) and 1e-3 < ratio < 1e3):
-            raise ValueError(f"resampling ratio {ratio} is out of range")
-        self.ratio = float(ratio)
-        self.clock_offset = abs(self.ratio - 1.0) < 1e-3
-        self.taps, self.phases = taps, phases
-        half = taps // 2
-        k = np.arange(taps) - (half - 1)  # filter for output at x[i + mu]: taps x[i - half + 1 .. i + half]
-        mu = np.arange(phases + 1)[:, None] / phases
-        h = np.sinc(k[None, :] - mu) * np.blackman(taps + 2)[1:-1][None, :]
-        self.fir = (h / h.sum(axis=1, keepdims=True)).astype(np.complex64)  # row p: delay p / phases
-        self.hist = np.zeros(taps, np.complex64)
-        self.t = float(taps)  # position of the next output in [hist, x] coordinates
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        half = self.taps // 2
-        xp = np.concatenate([self.hist, x])
-        size = xp.size
-        r, t0 = self.ratio, self.t
-        # outputs need x up to floor(t) + half, with t rounded up by at most 1/phases on the filter grid
-        margin = 1.0 / self.phases if self.clock_offset else 0.0
-        m = max(0, math.ceil((size - half - t0 - margin) * r))
-        while m and t0 + (m - 1) / r + margin >= size - half:
-            m -= 1
-        out = self._polyphase(xp, t0, m) if self.clock_offset else self._cubic(xp, t0 + np.arange(m) / r)
-        self.t = t0 + m / r - (size - self.taps)
-        self.hist = xp[-self.taps:].copy()
-        return out
-
-    @staticmethod
-    def _cubic(xp: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        i = np.floor(ts).astype(np.int64)
-        mu = (ts - i).astype(np.float32)
-        out = xp[i] * ((mu + 1) * (mu - 1) * (mu - 2) / 2)
-        out += xp[i - 1] * (-mu * (mu - 1) * (mu - 2) / 6)
-        out += xp[i + 1] * (-(mu + 1) * mu * (mu - 2) / 2)
-        out += xp[i + 2] * ((mu + 1) * mu * (mu - 1) / 6)
-        return out.astype(np.complex64, copy=False)
-
-    def _runs(self, t0: float, m: int) -> tuple[list[int], list[int]]:
-        """Output ``k`` sits at ``t = k + u_k``, ``u_k = t0 - k eps``; ``q_k = rint(u_k P)`` is its delay on the
-        filter bank's grid. Returns the first output of each run of equal ``q`` and that ``q``: the run
-        boundaries are where ``u_k P`` crosses a half-integer, solved for ``k`` (no per-sample work)."""
-        P, eps = self.phases, 1.0 - 1.0 / self.ratio
-        q0 = int(np.rint(t0 * P))
-        q1 = int(np.rint((t0 - (m - 1) * eps) * P))
-        if q1 == q0 or m <= 1:
-            return [0], [q0]
-        step = -1 if q1 < q0 else 1
-        qs = np.arange(q0, q1 + step, step)
-        half = (qs[:-1] + qs[1:]) / 2.0  # the half-integers crossed
-        x = (t0 - half / P) / eps
-        ks = np.floor(x) + 1 if eps > 0 else np.ceil(x)
-        ks = np.clip(ks, 1, m - 1).astype(np.int64)
-        keep = np.concatenate([[True], np.diff(ks) > 0])  # runs that would be empty (rounding) merge
-        return [0, *ks[keep].tolist()], [q0, *qs[1:][keep].tolist()]
-
-    def _polyphase(self, xp: np.ndarray, t0: float, m: int) -> np.ndarray:
-        half, P = self.taps // 2, self.phases
-        out = np.empty(m, np.complex64)
-        if not m:
-            return out
-        starts, qs = self._runs(t0, m)
-        windows = np.lib.stride_tricks.sliding_window_view(xp, self.taps)  # row j: xp[j : j + taps]
-        for n, (a, qa) in enumerate(zip(starts, qs, strict=True)):
-            b = starts[n + 1] if n + 1 < len(starts) else m
-            lo = a + qa // P - half + 1
-            np.matmul(windows[lo:lo + b - a], self.fir[qa % P], out=out[a:b])
-        return out
 
 
 class _Link:
@@ -178,7 +109,7 @@ class EmulatedPlutos:
     def __init__(self, count: int = 2, *, ppm: list[float] | None = None, path_loss_db: float = 60.0,
                  isolation_db: float = 40.0, seed: int = 0, host: str = "127.0.0.1", base_port: int = 0,
                  noise_figure_db: float = 3.5, center_freq_hz: float = 2.44e9, tick_s: float = 0.004,
-                 lead_s: float = 0.02) -> None:
+                 lead_s: float = 0.02, guests: int = 1) -> None:
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 16:
             raise ValueError(f"count must be an int from 1 to 16 radios, got {count!r}")
         ppm = [0.0] * count if ppm is None else [float(p) for p in ppm]
@@ -190,12 +121,16 @@ class EmulatedPlutos:
                                 ("lead_s", lead_s, 2 * tick_s, 1.0)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
                 raise ValueError(f"{name}={v!r} must be within [{lo:g}, {hi:g}]")
+        if isinstance(guests, bool) or not isinstance(guests, int) or not 0 <= guests <= 8:
+            raise ValueError(f"guests must be an int from 0 to 8 nodes, got {guests!r}")
         if not 0 <= base_port <= 65535 - count:
             raise ValueError(f"base_port={base_port} must leave room for {count} ports below 65536")
         self.count, self.ppm, self.seed = count, ppm, int(seed)
         self.path_loss_db, self.isolation_db = float(path_loss_db), float(isolation_db)
         self.host, self.base_port = host, int(base_port)
         self.tick_s, self.lead_s = float(tick_s), float(lead_s)
+        self.guests, self.center_freq_hz = guests, float(center_freq_hz)
+        self.guest_live = [False] * guests
         self.models = [PlutoModel(i, ppm=p, seed=seed, noise_figure_db=noise_figure_db, lo_hz=int(center_freq_hz))
                        for i, p in enumerate(ppm)]
         self.servers: list[IiodServer] = []
@@ -228,7 +163,7 @@ class EmulatedPlutos:
 
     def start(self, timeout_s: float = 30.0) -> EmulatedPlutos:
         try:
-            self.channel = _NodeChannel(self.count, snr_db=None, noise_dbfs=-300.0, gap_samples=0,
+            self.channel = _NodeChannel(self.count + self.guests, snr_db=None, noise_dbfs=-300.0, gap_samples=0,
                                         gap_jitter_samples=0, seed=self.seed, sample_rate_hz=1e6,
                                         center_freq_hz=self.models[0].lo_hz(tx=False))
             self.channel.start()
@@ -239,7 +174,8 @@ class EmulatedPlutos:
                 except OSError as exc:
                     raise OSError(f"cannot serve emulated Pluto {i} on {self.host}:{port}: {exc} "
                                   "(port in use? pick another --base-port, or 0 for free ports)") from None
-            for (s, d) in ((s, d) for s in range(self.count) for d in range(self.count)):
+            nodes = range(self.count + self.guests)
+            for (s, d) in ((s, d) for s in nodes for d in nodes):
                 self.channel.set(link=[s, d], path_loss_db=self.isolation_db if s == d else self.path_loss_db)
             self._thread = threading.Thread(target=self._run, name="pluto-air-clock", daemon=True)
             self._thread.start()
@@ -277,7 +213,12 @@ class EmulatedPlutos:
         """What ``sdr-tosc emulate --json`` writes."""
         return {"uris": self.uris, "channel_control": self.channel_control, "ppm": self.ppm,
                 "serials": [m.serial for m in self.models], "path_loss_db": self.path_loss_db,
-                "isolation_db": self.isolation_db, "seed": self.seed}
+                "isolation_db": self.isolation_db, "seed": self.seed,
+                "air": {"in": self.channel.in_endpoint if self.channel else None,
+                        "out": self.channel.out_endpoint if self.channel else None,
+                        "nodes": self.count + self.guests,
+                        "guest_nodes": list(range(self.count, self.count + self.guests)),
+                        "sample_rate_hz": AIR_RATE_HZ, "center_freq_hz": self.center_freq_hz}}
 
     # -- the link budget, for checks ---------------------------------------------------------------------
     def snr_law_db(self, tx: int, rx: int, signal_dbfs: float = 0.0) -> float:
@@ -316,7 +257,10 @@ class EmulatedPlutos:
 
     def _loop(self, push, dealer) -> None:
         n = self.count
-        links = {(s, d): _Link(s, d) for s in range(n) for d in range(n)}
+        nn = n + self.guests
+        links = {(s, d): _Link(s, d) for s in range(n) for d in range(nn)}
+        reads_seen = [0] * self.guests
+        guest_poll = 0.0
         tx_frac = [0.0] * n
         rx_frac = [0.0] * n
         rx_idx = [0] * n  # samples each receiver has taken from the air
@@ -336,7 +280,10 @@ class EmulatedPlutos:
                     self.stats["skipped_s"] += lag - self.tick_s
                     rx_t = now - self.tick_s
                     tx_t = max(tx_t, now)
-                rates = [m.true_rate_hz() for m in self.models]
+                rates = [m.true_rate_hz() for m in self.models] + [AIR_RATE_HZ] * self.guests
+                if self.guests and now >= guest_poll:
+                    guest_poll = now + 0.25
+                    self._poll_guests(reads_seen, links, rates)
                 for j, m in enumerate(self.models):
                     if m.changed:
                         with m.cond:
@@ -348,12 +295,15 @@ class EmulatedPlutos:
                         for s in range(n):
                             self._retune(links[(s, j)], rates)
                             self._retune(links[(j, s)], rates)
+                        for g in range(n, nn):
+                            self._retune(links[(j, g)], rates)
+                            self._guest_link(g, j, rates)
                 # 1. DAC samples up to now + lead, to every receiver that listens (the others skip ahead).
                 # Receivers then read only up to where the TX of two ticks ago reached: those messages are in
                 # (TX and reads travel on different sockets; a busy host may deliver one tick late).
                 rx_limit = min(now, tx_hist[0])
                 tx_hist = (tx_hist[1], now + self.lead_s)
-                listen = [m.wants_rx() for m in self.models]
+                listen = [m.wants_rx() for m in self.models] + list(self.guest_live)
                 t_end = now + self.lead_s
                 for i, m in enumerate(self.models):
                     want = (t_end - tx_t) * rates[i] + tx_frac[i]
@@ -363,19 +313,25 @@ class EmulatedPlutos:
                         continue
                     x = m.produce_tx(k, build=any(listen))
                     gain = m.tx_gain_db()
-                    for j in range(n):
+                    for j in range(nn):
                         ln = links[(i, j)]
                         ratio = rates[j] / rates[i]
                         if x is None or not ln.audible or not listen[j]:
                             ln.idx += k * ratio
                             ln.fresh = True
                             continue
+                        sob = ln.fresh
                         if ln.fresh:
                             ln.resampler = StreamResampler(ratio) if ratio != 1.0 else None
                             ln.fresh = False
                         y = ln.resampler(x) if ln.resampler is not None else x.copy()
                         ln.rotator(y, out=y)
-                        hdr = wire.Header(wire.FLAG_TIMED, seq, int(round(ln.idx)), rates[j], 0.0, gain, y.size)
+                        if j >= n:  # a guest: untimed, continuing where its stream left off
+                            if sob:
+                                y = np.concatenate([np.zeros(int(GUEST_SLACK_S * rates[j]), np.complex64), y])
+                            hdr = wire.Header(wire.FLAG_SOB if sob else 0, seq, 0, rates[j], 0.0, gain, y.size)
+                        else:
+                            hdr = wire.Header(wire.FLAG_TIMED, seq, int(round(ln.idx)), rates[j], 0.0, gain, y.size)
                         seq += 1
                         push.send_multipart([TX_ROUTE.pack(i, j), wire.encode_message(y, hdr)], copy=False)
                         ln.idx += y.size if ln.resampler is not None else k
@@ -406,6 +362,8 @@ class EmulatedPlutos:
                 self.stats["tx_s"] += t_tx - busy0
                 self.stats["channel_wait_s"] += t_wait
                 for (_s, d), ln in links.items():  # keep every link's timeline index on the receiver's clock
+                    if d >= n:
+                        continue
                     expect = rx_idx[d] + (tx_t - rx_t) * rates[d]
                     if abs(ln.idx - expect) > 0.25 * self.lead_s * rates[d]:
                         ln.idx = expect
@@ -424,11 +382,50 @@ class EmulatedPlutos:
                 busy = 0.0
             self._stop.wait(max(0.0, self.tick_s - busy))
 
+    def _rate_ok(self, m: PlutoModel) -> bool:
+        ok = abs(m.sample_rate_hz - AIR_RATE_HZ) < 1.0
+        if not ok and not getattr(m, "_air_rate_said", False):
+            m._air_rate_said = True
+            log.error("emulated Pluto %d runs at %.0f sps but the air's guests (e.g. a virtual USRP) run at %.0f: "
+                      "the sample rates of the radios on one air must match; their links are muted",
+                      m.index, m.sample_rate_hz, AIR_RATE_HZ)
+        return ok
+
+    def _poll_guests(self, reads_seen: list[int], links: dict, rates: list[float]) -> None:
+        """A guest is attached while its read requests keep coming (the channel counts them per node)."""
+        try:
+            reads = self.channel.stats()["node_reads"]
+        except (RuntimeError, OSError, KeyError, TimeoutError) as exc:
+            log.warning("emulated radios: cannot poll the channel for guests: %s", exc)
+            return
+        for k in range(self.guests):
+            g = self.count + k
+            live = reads[g] != reads_seen[k]
+            reads_seen[k] = reads[g]
+            if live != self.guest_live[k]:
+                log.info("guest node %d %s the air", g, "joined" if live else "left")
+                self.guest_live[k] = live
+                for j in range(self.count):
+                    links[(j, g)].fresh = True
+                    self._retune(links[(j, g)], rates)
+                    self._guest_link(g, j, rates)
+
+    def _guest_link(self, g: int, j: int, rates: list[float]) -> None:
+        """The channel link guest ``g`` -> Pluto ``j``: the guest sends on the true clock at the air's centre
+        frequency, so the link shifts by the Pluto's LO error and resamples to its clock."""
+        mr = self.models[j]
+        cfo = self.center_freq_hz - mr.lo_hz(tx=False)
+        ok = self.guest_live[g - self.count] and self._rate_ok(mr) and abs(cfo) < 0.5 * rates[j]
+        self.channel.set(link=[g, j], cfo_hz=cfo if ok else 0.0,
+                         sco_ppm=(rates[j] / AIR_RATE_HZ - 1.0) * 1e6 if ok else 0.0,
+                         path_loss_db=self.path_loss_db if ok else MUTED_DB)
+
     def _retune(self, ln: _Link, rates: list[float]) -> None:
-        mt, mr = self.models[ln.src], self.models[ln.dst]
-        cfo = mt.lo_hz(tx=True) - mr.lo_hz(tx=False)
+        mt = self.models[ln.src]
+        guest = ln.dst >= self.count
+        cfo = mt.lo_hz(tx=True) - (self.center_freq_hz if guest else self.models[ln.dst].lo_hz(tx=False))
         fs = rates[ln.dst]
-        ln.audible = abs(cfo) < 0.5 * fs
+        ln.audible = abs(cfo) < 0.5 * fs and (not guest or self._rate_ok(mt))
         if ln.rotator.sample_rate_hz != fs:
             ln.rotator = imp.PhaseRotator(0.0, fs, ln.rotator.phase_rad)
         ln.rotator.cfo_hz = cfo if ln.audible else 0.0  # the phase stays continuous

@@ -1,0 +1,143 @@
+"""The virtual USRP's channels: the shared two-port channel of ``link=`` and the emulated Plutos' air.
+
+Air: the virtual USRP as a guest node of the emulated Plutos' air (``type=virtual,air=plutos.json``).
+
+``sdr-tosc emulate pluto --json plutos.json`` runs the N-node channel (:mod:`sdr_tosc.channel.nodes`) with
+guest nodes after the Plutos and writes their endpoints under ``"air"``. A virtual USRP with ``air=`` takes
+one (``node=``, default the first guest) and speaks the node protocol itself: it reads its node's air
+(``[route <HB node, flags>, count]`` requests, which also tell the air it is attached) and sends each TX
+burst to every other node (``[route <HH node, dst>, message]``, untimed: placed where that receiver reads).
+Its samples are on the air's true clock at the air's centre frequency; the device applies its own crystal
+error and tuning offset as with the two-port channel, and the air does the Plutos' side.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..channel.nodes import FLAG_DISCARD, RX_ROUTE, TX_ROUTE
+from . import wire
+
+log = logging.getLogger(__name__)
+CHUNK = 16384  # samples per TX message
+
+_shared_lock = threading.Lock()
+_shared_channels: dict[str, list] = {}  # link name -> [ChannelSimulator, users]
+_shared_receivers: dict[str, Any] = {}  # link name -> the Device that receives on it
+
+
+def _acquire_shared_channel(name: str, fs: float, fc: float, args: dict[str, Any]):
+    from ..channel import ChannelSimulator
+
+    with _shared_lock:
+        entry = _shared_channels.get(name)
+        if entry is None or not entry[0].running:
+            log.info("virtual USRP: starting a channel simulator for link=%r (the devices of this process "
+                     "without in=/out= share it)", name)
+            ch = ChannelSimulator(snr_db=None, noise_dbfs=args["thermal_dbfs"], path_loss_db=args["path_loss_db"],
+                                  gap_samples=0, gap_jitter_samples=0, sample_rate_hz=fs, center_freq_hz=fc,
+                                  seed=args["seed"]).start()
+            entry = _shared_channels[name] = [ch, 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def _release_shared_channel(name: str) -> None:
+    with _shared_lock:
+        entry = _shared_channels.get(name)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _shared_channels[name]
+            entry[0].stop()
+
+
+def load_air(path: str, node: int) -> dict[str, Any]:
+    """The ``"air"`` entry of an ``emulate --json`` file, with the node this radio takes."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"virtual USRP air={path!r}: cannot read the emulate --json file: {exc}") from None
+    air = doc.get("air") if isinstance(doc, dict) else None
+    if not isinstance(air, dict) or not air.get("guest_nodes") or not air.get("in") or not air.get("out"):
+        raise ValueError(f"virtual USRP air={path!r}: the file has no guest nodes under \"air\" (write it with "
+                         "`sdr-tosc emulate pluto --json PATH`)")
+    guests = [int(g) for g in air["guest_nodes"]]
+    node = guests[0] if node < 0 else node
+    if node not in guests:
+        raise ValueError(f"virtual USRP node={node}: the air's guest nodes are {guests} (the Plutos are "
+                         f"nodes 0..{guests[0] - 1})")
+    return dict(air, node=node)
+
+
+class AirLink:
+    """The device's transport on the air: ``rx(n)``, ``discard(n)``, ``tx(...)`` like its ZmqRadio link."""
+
+    def __init__(self, air: dict[str, Any], timeout_s: float = 2.0) -> None:
+        import zmq
+
+        self.air = air
+        self.node = int(air["node"])
+        self.nodes = int(air["nodes"])
+        self.sample_rate_hz = float(air["sample_rate_hz"])
+        self.center_freq_hz = float(air["center_freq_hz"])
+        self.timeout_s = timeout_s
+        self.tx_gain_db = 0.0
+        self._seq = 0
+        ctx = zmq.Context.instance()
+        self._push = ctx.socket(zmq.PUSH)
+        self._dealer = ctx.socket(zmq.DEALER)
+        for s in (self._push, self._dealer):
+            s.setsockopt(zmq.LINGER, 0)
+        self._push.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
+        self._push.connect(air["in"])
+        self._dealer.connect(air["out"])
+        self.closed = False
+
+    def check_rate(self, fs: float, what: str) -> None:
+        if abs(fs - self.sample_rate_hz) > 1e-6 * self.sample_rate_hz:
+            raise RuntimeError(f"virtual USRP {what} rate {fs:.0f} sps cannot join the air at "
+                               f"{self.sample_rate_hz:.0f} sps: the sample rates of the radios on one air must "
+                               "match")
+
+    def _request(self, n: int, flags: int) -> Any:
+        self._dealer.send_multipart([RX_ROUTE.pack(self.node, flags), struct.pack("<Q", n)])
+        if not self._dealer.poll(int(self.timeout_s * 1000)):
+            raise TimeoutError(f"the air's channel ({self.air['out']}) did not answer within {self.timeout_s:g} s")
+        return self._dealer.recv(copy=False)
+
+    def rx(self, n: int) -> np.ndarray:
+        _, iq = wire.decode_message(self._request(n, 0).buffer, "air reply")
+        return iq
+
+    def discard(self, n: int) -> None:
+        """Let ``n`` samples of this node's air pass unheard (the radio is not streaming)."""
+        self._request(n, FLAG_DISCARD)
+
+    def tx(self, iq: np.ndarray, start_of_burst: bool = True, end_of_burst: bool = True) -> None:
+        iq = np.ascontiguousarray(iq, dtype=np.complex64)
+        for start in range(0, max(iq.size, 1), CHUNK):
+            chunk = iq[start:start + CHUNK]
+            flags = (wire.FLAG_SOB if start == 0 and start_of_burst else 0)
+            flags |= wire.FLAG_EOB if start + CHUNK >= iq.size and end_of_burst else 0
+            hdr = wire.Header(flags, self._seq, 0, self.sample_rate_hz, self.center_freq_hz, self.tx_gain_db,
+                              chunk.size)
+            self._seq += 1
+            msg = wire.encode_message(chunk, hdr)
+            for dst in range(self.nodes):
+                if dst != self.node:
+                    self._push.send_multipart([TX_ROUTE.pack(self.node, dst), msg])
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._push.close(0)
+            self._dealer.close(0)
