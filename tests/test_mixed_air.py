@@ -103,11 +103,21 @@ def test_pluto_transmits_and_a_virtual_usrp_receives(air, checkpoint, tmp_path):
                  "--radio-opt", "rx_queue_s=1.5", "--rx-gain-db", "50"],
                 ["--radio", "pluto", "--uri", doc["uris"][0], "--tx-gain-db", "-20"])
     s = res["summary"]
-    print("measured:", {k: s[k] for k in ("received", "frame_loss", "cfo_hz_mean", "snr_db_mean")})
+    print("measured:", {k: s[k] for k in ("received", "frame_loss", "cfo_hz_mean", "snr_db_mean")}, res["radio_counters"])
+    assert res["radio_counters"]["overflows"] == 0 and res["radio_counters"]["dropped_samples"] == 0
     assert s["received"] == 16 and s["frame_loss"] == 0.0
     # the carrier offset is the two crystals' difference at the centre frequency
     assert s["cfo_hz_mean"] == pytest.approx((PLUTO_PPM - USRP_PPM) * 1e-6 * FC, abs=20)
     assert s["snr_db_mean"] > 18
+    from sdr_tosc.channel.process import ChannelControl
+
+    ctl = ChannelControl(doc["channel_control"])
+    try:
+        st = ctl.stats()
+    finally:
+        ctl.close()
+    print("air:", {k: st[k] for k in ("underflows", "late_bursts", "node_reads")}, st["links"])
+    assert st["node_reads"][1] > 0  # the virtual USRP read its node of the air
 
 
 def test_virtual_usrp_transmits_and_a_pluto_receives(air, checkpoint, tmp_path):
@@ -116,7 +126,8 @@ def test_virtual_usrp_transmits_and_a_pluto_receives(air, checkpoint, tmp_path):
                 ["--radio", "pluto", "--uri", doc["uris"][0], "--rx-gain-db", "55", "--radio-opt", "kernel_buffers=16"],
                 ["--radio", "usrp", "--uri", f"type=virtual,air={path},ppm={USRP_PPM:g}", "--tx-gain-db", "75"])
     s = res["summary"]
-    print("measured:", {k: s[k] for k in ("received", "frame_loss", "cfo_hz_mean", "snr_db_mean")})
+    print("measured:", {k: s[k] for k in ("received", "frame_loss", "cfo_hz_mean", "snr_db_mean")}, res["radio_counters"])
+    assert res["radio_counters"]["overflows"] == 0 and res["radio_counters"]["dropped_samples"] == 0
     assert s["received"] == 16 and s["frame_loss"] == 0.0
     assert s["cfo_hz_mean"] == pytest.approx((USRP_PPM - PLUTO_PPM) * 1e-6 * FC, abs=20)
     assert s["snr_db_mean"] > 18
@@ -132,3 +143,36 @@ def test_a_virtual_usrp_at_another_sample_rate_cannot_join(air):
             r.rx(1000)
         finally:
             r.close()
+
+
+def test_a_guest_attaching_anew_hears_the_present(air):
+    """What a guest left pending when it went away is dropped when the next one attaches: the air's
+    latency to a guest stays near its slack (~50 ms), not the backlog of an earlier run."""
+    import numpy as np
+
+    from sdr_tosc.channel.process import ChannelControl
+    from sdr_tosc.radio import open_radio
+
+    path, doc = air
+    pluto = open_radio("pluto", uri=doc["uris"][0], tx_gain_db=-20, tx_cyclic=True)
+    tone = (0.3 * np.exp(2j * np.pi * 0.01 * np.arange(10_000))).astype(np.complex64)
+    pluto.tx(tone)  # on the air all along
+    ctl = ChannelControl(doc["channel_control"])
+    pending = []
+    try:
+        for _ in range(2):
+            r = open_radio("usrp", args=f"type=virtual,air={path},ppm={USRP_PPM:g}", rx_gain_db=30)
+            try:
+                for _ in range(10):  # 1 s of air, read as it comes
+                    r.rx(100_000)
+                pending.append(ctl.stats()["links"]["0->1"]["pending"])
+            finally:
+                r.close()
+            time.sleep(0.6)  # the air keeps sending until it sees the guest's reads stop
+        left = ctl.stats()["links"]["0->1"]["pending"]
+    finally:
+        ctl.close()
+        pluto.close()
+    print("pending on the Pluto -> guest link while attached:", pending, "after leaving:", left)
+    assert left > 100_000  # the first guest's leftovers ...
+    assert all(p < 150_000 for p in pending)  # ... are not heard by the next one

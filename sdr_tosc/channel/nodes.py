@@ -17,7 +17,7 @@ Wire format (same sockets as the one-link server; samples in the framed format o
 * ``--in`` (PULL): two frames ``[route, message]``, ``route = struct.pack("<HH", src, dst)``.
 * ``--out`` (ROUTER, a DEALER connects): request ``[route, count]`` with ``route = struct.pack("<HB", dst,
   flags)`` (``flags & 1``: discard, advance ``dst``'s timelines without computing samples; the reply is
-  empty), reply ``[message]`` holding ``count`` samples of ``dst``'s air.
+  empty; ``flags & 2``: first drop the samples pending on those timelines, for a radio attaching anew), reply ``[message]`` holding ``count`` samples of ``dst``'s air.
 
 The emulated radios of ``sdr-tosc emulate`` use this mode; see :mod:`sdr_tosc.radio.emulator`.
 """
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 TX_ROUTE = struct.Struct("<HH")
 RX_ROUTE = struct.Struct("<HB")
 FLAG_DISCARD = 1
+FLAG_RESET = 2  # first drop what is pending on the links into this node (a radio attaching anew)
 MAX_NODES = 64
 
 
@@ -141,6 +142,9 @@ class NodeChannelServer(ChannelServer):
                 n = min(wire.decode_request(frames[2].buffer), MAX_REQUEST_SAMPLES)
                 self.node_reads[dst] += 1
                 cores = [self.links[(s, dst)] for s in range(self.nodes)]
+                if flags & FLAG_RESET:
+                    for c in cores:
+                        _skip(c, c.timeline.end - c.timeline.pos)
                 if flags & FLAG_DISCARD:
                     for c in cores:
                         _skip(c, n)
