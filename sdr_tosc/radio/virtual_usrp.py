@@ -5,6 +5,7 @@ Open it like a USRP, with the device args ``type=virtual``::
     sdr-tosc demo --radio usrp --uri type=virtual                      # TX -> RX of one device
     sdr-tosc calibrate --tx-radio usrp --tx-uri type=virtual,ppm=4 --rx-radio usrp --rx-uri type=virtual,ppm=-3
     sdr-tosc rx --radio usrp --uri type=virtual,out=tcp://127.0.0.1:5556   # with `sdr-tosc channel` running
+    sdr-tosc rx --radio usrp --uri type=virtual,air=plutos.json  # with `sdr-tosc emulate pluto --json plutos.json`
 
 :class:`~sdr_tosc.radio.usrp.UsrpRadio` then uses this module in place of ``import uhd`` and runs its
 real code path: one RX and one TX streamer, stream commands with time specs, RX metadata error codes,
@@ -16,6 +17,9 @@ TX metadata and async messages. The device behaves as UHD reports a USB USRP:
   them. Without ``in=``/``out=`` the virtual devices of one process share one channel simulator that the
   first of them starts (a cable with ``path_loss_db`` of attenuation and ``thermal_dbfs`` of noise).
   A channel's timeline advances with what its one receiver reads: one receiving device per channel.
+  With ``air=`` (the ``--json`` file of ``sdr-tosc emulate pluto``) it is a guest node of the emulated
+  Plutos' air instead (:mod:`sdr_tosc.radio.virtual_usrp_air`): emulated Plutos hear it and it hears them,
+  each radio with its own crystal; its sample rate must be the air's (1 Msps).
 * Clock: device time runs from ``set_time_now`` at ``1 + ppm 1e-6`` of real time. ``ppm`` is the
   crystal error: the TX and RX LOs are off by ``ppm 1e-6 fc`` (CFO) and the sample clock by ``ppm``
   (SCO), consistently. Two devices with ppm a and b show a CFO of ``(a - b) 1e-6 fc`` to each other.
@@ -40,7 +44,7 @@ Device args (comma-separated ``key=value``): ``type=virtual`` (required), ``seri
 ``link`` (name of the shared channel, default ``default``), ``ppm``, ``noise_floor_dbfs`` (-75),
 ``thermal_dbfs`` (-110) and ``path_loss_db`` (30) for a channel it starts, ``num_recv_frames`` and
 ``num_send_frames`` (16 packets of 2040 samples each, UHD's names and B2xx defaults), ``tx_packet_loss``
-(0), ``seed``.
+(0), ``seed``, ``air`` (an ``emulate --json`` file) and ``node`` (which of its guest nodes; default the first).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The virtual USRP's channels: the shared two-port channel of ``link=`` and the emulated Plutos' air.
+"""The virtual USRP's channels (the shared two-port channel of ``link=``, the emulated Plutos' air) and its
+converters' quantisation.
 
 Air: the virtual USRP as a guest node of the emulated Plutos' air (``type=virtual,air=plutos.json``).
 
@@ -58,6 +59,15 @@ def _release_shared_channel(name: str) -> None:
         if entry[1] <= 0:
             del _shared_channels[name]
             entry[0].stop()
+
+
+def quantize(x: np.ndarray, bits: int) -> np.ndarray:
+    """Quantise I and Q to ``bits`` two's complement and clip, as an ADC does (codes -2^(b-1) .. 2^(b-1) - 1,
+    seen by the host as code / 2^(b-1) after UHD's sc16 -> fc32 conversion)."""
+    scale = np.float32(2 ** (bits - 1))
+    f = x.view(np.float32)
+    q = np.clip(np.rint(f * scale), -scale, scale - 1) / scale
+    return q.astype(np.float32).view(np.complex64)
 
 
 def load_air(path: str, node: int) -> dict[str, Any]:

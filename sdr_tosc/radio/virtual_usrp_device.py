@@ -22,6 +22,7 @@ from .virtual_usrp_air import (
     _shared_lock,
     _shared_receivers,
     load_air,
+    quantize,
 )
 from .virtual_usrp_types import (
     RXMetadata,
@@ -41,15 +42,6 @@ RX_MAX_GAIN_DB = 76.0
 ADC_BITS = 12
 MAX_NUM_SAMPS = 2040  # samples per packet, sc16 over USB 3 (what get_max_num_samps reports on a B2xx)
 TICK_S = 0.004
-
-def quantize(x: np.ndarray, bits: int) -> np.ndarray:
-    """Quantise I and Q to ``bits`` two's complement and clip, as an ADC does (codes -2^(b-1) .. 2^(b-1) - 1,
-    seen by the host as code / 2^(b-1) after UHD's sc16 -> fc32 conversion)."""
-    scale = np.float32(2 ** (bits - 1))
-    f = x.view(np.float32)
-    q = np.clip(np.rint(f * scale), -scale, scale - 1) / scale
-    return q.astype(np.float32).view(np.complex64)
-
 
 class Device:
     """The device: its clock, settings, RX producer and TX scheduler (one thread), buffers and events."""
