@@ -398,7 +398,7 @@ class Device:
                 self.lock.notify_all()
             wait_until = min(limit, due + accept / fs - buffer_s)
         while time.monotonic() < wait_until:
-            time.sleep(min(0.01, wait_until - time.monotonic()))
+            time.sleep(max(0.0, min(0.01, wait_until - time.monotonic())))  # the clock moves between the two reads
         return accept
 
     def _tx_step(self) -> None:
