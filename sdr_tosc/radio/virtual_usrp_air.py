@@ -18,6 +18,7 @@ import json
 import logging
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def load_air(path: str, node: int) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ValueError(f"virtual USRP air={path!r}: cannot read the emulate --json file: {exc}") from None
     air = doc.get("air") if isinstance(doc, dict) else None
-    if not isinstance(air, dict) or not air.get("guest_nodes") or not air.get("in") or not air.get("out"):
+    if not isinstance(air, dict) or not air.get("guest_nodes") or not all(air.get(k) for k in ("in", "out", "control")):
         raise ValueError(f"virtual USRP air={path!r}: the file has no guest nodes under \"air\" (write it with "
                          "`sdr-tosc emulate pluto --json PATH`)")
     guests = [int(g) for g in air["guest_nodes"]]
@@ -112,6 +113,27 @@ class AirLink:
         self._dealer.connect(air["out"])
         self.closed = False
         self._reset = FLAG_RESET  # the first read drops what an earlier guest of this node left pending
+
+    def join(self, timeout_s: float = 5.0) -> None:
+        """Wait until the air has taken this node (its reads, which the device thread is making, were seen:
+        the air then sets up the links, and unmutes the node's own link last), so the first burst is heard."""
+        from ..channel.process import ChannelControl
+        from .emulator.air import MUTED_DB  # a guest's own link at this path loss: the air has not taken it
+
+        ctl = ChannelControl(self.air["control"])
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                cfg = ctl.request("get", link=[self.node, self.node])["config"]
+                if cfg["path_loss_db"] < MUTED_DB:
+                    return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"virtual USRP: the air ({self.air['control']}) did not take guest node "
+                                       f"{self.node} within {timeout_s:g} s (is `sdr-tosc emulate` still running? "
+                                       "is another radio on that node? try node=)")
+                time.sleep(0.05)
+        finally:
+            ctl.close()
 
     def check_rate(self, fs: float, what: str) -> None:
         if abs(fs - self.sample_rate_hz) > 1e-6 * self.sample_rate_hz:

@@ -153,8 +153,11 @@ class Device:
         a = self.args
         if a["air"]:
             self._link(direction).check_rate(self.rx_rate if direction == "rx" else self.tx_rate, direction.upper())
-            if direction == "rx" and self._air_mono0 is None:  # from now on this node's air is read in real time
-                self._air_mono0, self._air_pulled = time.monotonic(), 0
+            if self._air_mono0 is None:  # from now on the device thread reads this node's air in real time,
+                with self.lock:  # which tells the air it is there; the first burst waits for the air to take it
+                    self._air_mono0, self._air_pulled = time.monotonic(), 0
+                    self.lock.notify_all()
+                self._air.join()
         elif a["in" if direction == "tx" else "out"] or not (a["in"] or a["out"]):
             link = self._link(direction)
             if direction == "rx" and self._shared is not None:

@@ -176,7 +176,9 @@ class EmulatedPlutos:
                                   "(port in use? pick another --base-port, or 0 for free ports)") from None
             nodes = range(self.count + self.guests)
             for (s, d) in ((s, d) for s in nodes for d in nodes):
-                self.channel.set(link=[s, d], path_loss_db=self.isolation_db if s == d else self.path_loss_db)
+                loss = self.isolation_db if s == d else self.path_loss_db
+                # a guest's own link says whether the air has taken it (muted: not yet; see _poll_guests)
+                self.channel.set(link=[s, d], path_loss_db=MUTED_DB if s == d >= self.count else loss)
             self._thread = threading.Thread(target=self._run, name="pluto-air-clock", daemon=True)
             self._thread.start()
             if not self._ready.wait(timeout_s) or self._error is not None:
@@ -215,7 +217,7 @@ class EmulatedPlutos:
                 "serials": [m.serial for m in self.models], "path_loss_db": self.path_loss_db,
                 "isolation_db": self.isolation_db, "seed": self.seed,
                 "air": {"in": self.channel.in_endpoint if self.channel else None,
-                        "out": self.channel.out_endpoint if self.channel else None,
+                        "out": self.channel.out_endpoint if self.channel else None, "control": self.channel_control,
                         "nodes": self.count + self.guests,
                         "guest_nodes": list(range(self.count, self.count + self.guests)),
                         "sample_rate_hz": AIR_RATE_HZ, "center_freq_hz": self.center_freq_hz}}
@@ -409,6 +411,7 @@ class EmulatedPlutos:
                     links[(j, g)].fresh = True
                     self._retune(links[(j, g)], rates)
                     self._guest_link(g, j, rates)
+                self.channel.set(link=[g, g], path_loss_db=self.isolation_db if live else MUTED_DB)  # the guest waits for this
 
     def _guest_link(self, g: int, j: int, rates: list[float]) -> None:
         """The channel link guest ``g`` -> Pluto ``j``: the guest sends on the true clock at the air's centre
