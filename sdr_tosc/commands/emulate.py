@@ -16,6 +16,8 @@ EXAMPLES = """
   sdr-tosc emulate pluto --count 2 --base-port 30431                   # ip:127.0.0.1:30431 and :30432
   iio_info -u ip:127.0.0.1:30431                                       # what libiio sees
   sdr-tosc demo --radio pluto --tx-uri ip:127.0.0.1:30431 --rx-uri ip:127.0.0.1:30432
+  # a virtual USRP joins the same air as a guest node (its own ppm; sample rates must match, 1 Msps):
+  sdr-tosc rx --radio usrp --uri type=virtual,air=plutos.json,ppm=5 --rx-gain-db 50 --images 16
 
   Each radio has its own crystal error (--ppm: CFO = ppm x LO, and the same sample-clock offset), TX LO
   leakage, DC offset, IQ imbalance, a 12-bit ADC that clips, the AD9363 driver's rules, and runs in real time
@@ -41,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isolation-db", type=float, default=40.0,
                    help="loss from a radio's TX port to its own RX port (default %(default)s)")
     p.add_argument("--noise-figure-db", type=float, default=3.5, help="receiver noise figure (default %(default)s)")
+    p.add_argument("--guests", type=int, default=1,
+                   help="guest nodes on the air after the Plutos, for virtual USRPs (--uri type=virtual,air=FILE"
+                        "[,node=K] with FILE from --json; default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the radios' impairments and the noise")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default %(default)s: loopback)")
     p.add_argument("--base-port", "--port", dest="base_port", type=int, default=0,
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         loss = 60.0 if args.path_loss_db is None else args.path_loss_db
     plutos = EmulatedPlutos(args.count, ppm=ppm, path_loss_db=loss, isolation_db=args.isolation_db,
                             seed=args.seed, host=args.host, base_port=args.base_port,
-                            noise_figure_db=args.noise_figure_db)
+                            noise_figure_db=args.noise_figure_db, guests=args.guests)
     stop = threading.Event()
     old = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
