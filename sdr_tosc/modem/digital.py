@@ -27,7 +27,6 @@ from .frame import FrameHeader, Modem, RxFrame
 from .qam import bits_per_symbol, qam_llr, qam_map
 
 
-
 def _pn127() -> np.ndarray:
     state, out = 0b1011101, []
     for _ in range(127):
