@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("adi", reason="pyadi-iio not installed: pip install 'sdr-tosc[pluto]'")
+
+from _radio_fixtures import emulated_plutos, free_endpoint, random_student  # noqa: E402
 
 from sdr_tosc.cli import main  # noqa: E402
 
@@ -33,36 +34,15 @@ KERNEL_BUFFERS = 8
 @pytest.fixture(scope="module")
 def plutos(tmp_path_factory):
     info = tmp_path_factory.mktemp("emu") / "plutos.json"
-    cmd = [sys.executable, "-c", "import sys; from sdr_tosc.cli import main; sys.exit(main(sys.argv[1:]))",
-           "emulate", "pluto", "--count", "2", "--ppm", ",".join(f"{p:g}" for p in PPM),
-           "--path-loss-db", str(PATH_LOSS_DB), "--seed", "5", "--json", str(info)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not info.exists():
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "emulate did not write its --json file"
-            time.sleep(0.1)
-        doc = json.loads(info.read_text())
+    with emulated_plutos(info, "--count", "2", "--ppm", ",".join(f"{p:g}" for p in PPM), "--path-loss-db",
+                         str(PATH_LOSS_DB), "--seed", "5") as (doc, proc):
         yield doc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    assert proc.returncode == 0, proc.stderr.read()
     assert "stopped after" in proc.stderr.read()
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from sdr_tosc.semantic.student import create_model, save_checkpoint
-
-    p = tmp_path_factory.mktemp("ckpt") / "student.safetensors"
-    save_checkpoint(create_model("fmnist-cnn"), p)
-    return p
+    return random_student(tmp_path_factory.mktemp("ckpt") / "student.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +132,7 @@ def test_demo_over_one_emulated_pluto(plutos, checkpoint, tmp_path):
 
 def test_tx_and_rx_verbs_in_two_processes(plutos, checkpoint, tmp_path):
     u0, u1 = plutos["uris"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        fb = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    fb = free_endpoint()
     rx_json = tmp_path / "rx.json"
     # each radio's crystal trimmed to its true frequency (what a calibration gives), so the modem locks
     xo = [str(round(40e6 * (1 + p * 1e-6))) for p in PPM]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("gnuradio.iio", reason="gr-iio not installed (Debian: apt install gnuradio)")
+
+from _radio_fixtures import emulated_plutos  # noqa: E402
 
 from sdr_tosc.gnuradio import GRC_DIR  # noqa: E402
 
@@ -58,23 +59,9 @@ def scripts(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def plutos(tmp_path_factory):
     info = tmp_path_factory.mktemp("emu") / "plutos.json"
-    proc = subprocess.Popen(sdr_tosc("emulate", "pluto", "--count", "2", "--ppm", ",".join(f"{p:g}" for p in PPM),
-                                     "--snr-db", "30", "--seed", "3", "--json", str(info)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not info.exists():
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "emulate did not write its --json file"
-            time.sleep(0.1)
-        yield json.loads(info.read_text())["uris"]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with emulated_plutos(info, "--count", "2", "--ppm", ",".join(f"{p:g}" for p in PPM), "--snr-db", "30",
+                         "--seed", "3", stdout=subprocess.DEVNULL) as (doc, _):
+        yield doc["uris"]
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import json
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -15,55 +12,30 @@ import pytest
 
 pytest.importorskip("adi", reason="pyadi-iio not installed: pip install 'sdr-tosc[pluto]'")
 
+from _radio_fixtures import CLI, emulated_plutos, free_endpoint, random_student  # noqa: E402
+
 from sdr_tosc.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 PLUTO_PPM, USRP_PPM = -8.0, 5.0
 FC = 2.44e9
-CLI = [sys.executable, "-c", "import sys; from sdr_tosc.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
 @pytest.fixture(scope="module")
 def air(tmp_path_factory):
     info = tmp_path_factory.mktemp("air") / "plutos.json"
-    proc = subprocess.Popen([*CLI, "emulate", "pluto", "--count", "1", "--ppm", f"{PLUTO_PPM:g}", "--path-loss-db",
-                             "60", "--seed", "3", "--json", str(info)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not info.exists():
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "emulate did not write its --json file"
-            time.sleep(0.1)
-        yield info, json.loads(info.read_text())
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    assert proc.returncode == 0, proc.stderr.read()
+    with emulated_plutos(info, "--count", "1", "--ppm", f"{PLUTO_PPM:g}", "--path-loss-db", "60", "--seed", "3") as (doc, _):
+        yield info, doc
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from sdr_tosc.semantic.student import create_model, save_checkpoint
-
-    p = tmp_path_factory.mktemp("ckpt") / "student.safetensors"
-    save_checkpoint(create_model("fmnist-cnn"), p)
-    return p
-
-
-def _free_endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    return random_student(tmp_path_factory.mktemp("ckpt") / "student.safetensors")
 
 
 def _link(checkpoint, tmp_path, rx_radio: list[str], tx_radio: list[str], images: int = 16) -> dict:
     """``rx`` in a process of its own, ``tx`` here once the receiver streams; the receiver's --json."""
-    fb, rx_json = _free_endpoint(), tmp_path / "rx.json"
+    fb, rx_json = free_endpoint(), tmp_path / "rx.json"
     rx = subprocess.Popen([*CLI, "rx", "--checkpoint", str(checkpoint), *rx_radio, "--images", str(images),
                            "--feedback", fb, "--timeout-s", "30", "--no-progress", "--json", str(rx_json)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

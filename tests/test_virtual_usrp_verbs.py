@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+from _radio_fixtures import free_endpoint, random_student
 
 from sdr_tosc.cli import main
 
@@ -23,17 +23,7 @@ FC = 2.44e9
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from sdr_tosc.semantic.student import create_model, save_checkpoint
-
-    p = tmp_path_factory.mktemp("ckpt") / "student.safetensors"
-    save_checkpoint(create_model("fmnist-cnn"), p)
-    return p
-
-
-def free_endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    return random_student(tmp_path_factory.mktemp("ckpt") / "student.safetensors")
 
 
 def test_usrp_settings_reach_the_backend(capsys):
