@@ -52,3 +52,40 @@ def free_endpoint() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def rx_process_then_tx(rx_args: list[str], tx_args: list[str], *, env: dict[str, str] | None = None,
+                       ready_s: float = 120.0, rx_wait_s: float = 90.0, settle_s: float = 0.5) -> tuple[int, int, str]:
+    """``sdr-tosc rx RX_ARGS`` in a process of its own; once it says it is waiting for bursts (its radio
+    streams), ``sdr-tosc tx TX_ARGS`` in this process; then wait for the receiver to finish.
+
+    Returns (tx exit code, rx exit code, the receiver's output: stdout and stderr together)."""
+    import threading
+
+    from sdr_tosc.cli import main
+
+    rx = subprocess.Popen([*CLI, "rx", *rx_args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:  # read as it comes: the receiver says when its radio streams
+        for line in rx.stdout:
+            lines.append(line)
+            if "waiting for" in line:
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    rc_tx = -1
+    try:
+        assert ready.wait(ready_s), "".join(lines)[-3000:]
+        time.sleep(settle_s)
+        rc_tx = main(["tx", *tx_args])
+        rx.wait(rx_wait_s)
+        reader.join(10)
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.wait(5)
+    return rc_tx, rx.returncode, "".join(lines)

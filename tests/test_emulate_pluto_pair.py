@@ -7,17 +7,14 @@ from __future__ import annotations
 import json
 import math
 import socket
-import subprocess
-import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 
 pytest.importorskip("adi", reason="pyadi-iio not installed: pip install 'sdr-tosc[pluto]'")
 
-from _radio_fixtures import emulated_plutos, free_endpoint, random_student  # noqa: E402
+from _radio_fixtures import emulated_plutos, free_endpoint, random_student, rx_process_then_tx  # noqa: E402
 
 from sdr_tosc.cli import main  # noqa: E402
 
@@ -136,39 +133,17 @@ def test_tx_and_rx_verbs_in_two_processes(plutos, checkpoint, tmp_path):
     rx_json = tmp_path / "rx.json"
     # each radio's crystal trimmed to its true frequency (what a calibration gives), so the modem locks
     xo = [str(round(40e6 * (1 + p * 1e-6))) for p in PPM]
-    rx = subprocess.Popen([sys.executable, "-c", "import sys; from sdr_tosc.cli import main; sys.exit(main(sys.argv[1:]))",
-                           "rx", "--checkpoint", str(checkpoint), "--radio", "pluto", "--uri", u1, "--rx-gain-db",
-                           "50", "--radio-opt", f"xo_correction_hz={xo[1]}", "--images", "16", "--feedback", fb,
-                           # 0.5 s of kernel buffering: a CI host shared with other jobs stalls the decoder
-                           "--radio-opt", "kernel_buffers=16",
-                           "--timeout-s", "30", "--no-progress", "--json", str(rx_json)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    err_lines: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:  # stderr read as it comes: the receiver says when its radio streams
-        for line in rx.stderr:
-            err_lines.append(line)
-            if "waiting for" in line:
-                ready.set()
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        assert ready.wait(120), "".join(err_lines)[-3000:]
-        time.sleep(0.5)
-        # two rounds: a burst lost to a stall of this shared 2-core host (seen once in a clean CI run: 8 of 16)
-        # is sent again; rx scores each image once
-        rc_tx = main(["tx", "--checkpoint", str(checkpoint), "--radio", "pluto", "--uri", u0, "--tx-gain-db", "-20",
-                      "--radio-opt", f"xo_correction_hz={xo[0]}", "--images", "16", "--batch-size", "8",
-                      "--repeat", "2", "--feedback-bind", fb])
-        rx.wait(90)
-        reader.join(10)
-    finally:
-        if rx.poll() is None:
-            rx.kill()
-            rx.wait(5)
-    assert rc_tx == 0 and rx.returncode == 0, "".join(err_lines)[-3000:]
+    # two rounds: a burst lost to a stall of this shared 2-core host (seen once in a clean CI run: 8 of 16)
+    # is sent again; rx scores each image once
+    rc_tx, rc_rx, out = rx_process_then_tx(
+        ["--checkpoint", str(checkpoint), "--radio", "pluto", "--uri", u1, "--rx-gain-db", "50",
+         "--radio-opt", f"xo_correction_hz={xo[1]}", "--images", "16", "--feedback", fb,
+         # 0.5 s of kernel buffering: a CI host shared with other jobs stalls the decoder
+         "--radio-opt", "kernel_buffers=16", "--timeout-s", "30", "--no-progress", "--json", str(rx_json)],
+        ["--checkpoint", str(checkpoint), "--radio", "pluto", "--uri", u0, "--tx-gain-db", "-20",
+         "--radio-opt", f"xo_correction_hz={xo[0]}", "--images", "16", "--batch-size", "8", "--repeat", "2",
+         "--feedback-bind", fb])
+    assert rc_tx == 0 and rc_rx == 0, out[-3000:]
     res = json.loads(rx_json.read_text())
     assert res["summary"]["received"] == 16
     assert abs(res["summary"]["cfo_hz_mean"]) < 500  # trimmed crystals: what is left is the trim's rounding

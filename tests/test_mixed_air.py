@@ -4,17 +4,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
 import time
 
 import pytest
 
 pytest.importorskip("adi", reason="pyadi-iio not installed: pip install 'sdr-tosc[pluto]'")
 
-from _radio_fixtures import CLI, emulated_plutos, free_endpoint, random_student  # noqa: E402
-
-from sdr_tosc.cli import main  # noqa: E402
+from _radio_fixtures import emulated_plutos, free_endpoint, random_student, rx_process_then_tx  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 PLUTO_PPM, USRP_PPM = -8.0, 5.0
@@ -36,35 +32,14 @@ def checkpoint(tmp_path_factory):
 def _link(checkpoint, tmp_path, rx_radio: list[str], tx_radio: list[str], images: int = 16) -> dict:
     """``rx`` in a process of its own, ``tx`` here once the receiver streams; the receiver's --json."""
     fb, rx_json = free_endpoint(), tmp_path / "rx.json"
-    rx = subprocess.Popen([*CLI, "rx", "--checkpoint", str(checkpoint), *rx_radio, "--images", str(images),
-                           "--feedback", fb, "--timeout-s", "30", "--no-progress", "--json", str(rx_json)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        for line in rx.stdout:
-            lines.append(line)
-            if "waiting for" in line:
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        assert ready.wait(120), "".join(lines)[-3000:]
-        time.sleep(0.5)
-        # two rounds, as the Pluto pair's test: on a loaded 2-core host a burst of 8 is lost now and then (seen
-        # 2 of ~12 runs, Pluto -> USRP); rx scores each image once, and the receiver's counters below must be 0
-        rc_tx = main(["tx", "--checkpoint", str(checkpoint), *tx_radio, "--images", str(images), "--batch-size", "8",
-                      "--repeat", "2", "--feedback-bind", fb])
-        rx.wait(90)
-        reader.join(10)
-    finally:
-        if rx.poll() is None:
-            rx.kill()
-            rx.wait(5)
-    assert rc_tx == 0 and rx.returncode == 0, "".join(lines)[-3000:]
+    # two rounds, as the Pluto pair's test: on a loaded 2-core host a burst of 8 is lost now and then (seen
+    # 2 of ~12 runs, Pluto -> USRP); rx scores each image once, and the receiver's counters must be 0
+    rc_tx, rc_rx, out = rx_process_then_tx(
+        ["--checkpoint", str(checkpoint), *rx_radio, "--images", str(images), "--feedback", fb, "--timeout-s", "30",
+         "--no-progress", "--json", str(rx_json)],
+        ["--checkpoint", str(checkpoint), *tx_radio, "--images", str(images), "--batch-size", "8", "--repeat", "2",
+         "--feedback-bind", fb])
+    assert rc_tx == 0 and rc_rx == 0, out[-3000:]
     return json.loads(rx_json.read_text())
 
 

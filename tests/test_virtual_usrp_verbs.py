@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
-from _radio_fixtures import free_endpoint, random_student
+from _radio_fixtures import free_endpoint, random_student, rx_process_then_tx
 
 from sdr_tosc.cli import main
 
@@ -62,38 +59,18 @@ def test_tx_and_rx_processes_record_and_replay(tmp_path, checkpoint):
     fb = free_endpoint()
     with ChannelSimulator(snr_db=None, noise_dbfs=-110.0, path_loss_db=30.0, gap_samples=0, gap_jitter_samples=0,
                           sample_rate_hz=1e6, center_freq_hz=FC) as ch:
-        rx_cmd = [sys.executable, "-c", "import sys; from sdr_tosc.cli import main; sys.exit(main(sys.argv[1:]))",
-                  "rx", "--checkpoint", str(checkpoint), "--radio", "usrp",
-                  "--uri", f"type=virtual,out={ch.out_endpoint},ppm=-3,serial=RXV1,num_recv_frames=64",
-                  "--radio-opt", "rx_queue_s=1.5", "--rx-gain-db", "40",
-                  "--images", "24", "--feedback", fb, "--timeout-s", "10", "--no-progress", "--json", str(rx_json),
-                  "--record", str(cap), "--record-pre-roll", "1500", "--record-post-roll", "1500"]
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-        proc = subprocess.Popen(rx_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        lines: list[str] = []
-        ready = threading.Event()
-
-        def pump() -> None:  # the receiver says when its radio is open; then the transmitter starts
-            for line in proc.stdout:
-                lines.append(line)
-                if "waiting for" in line:
-                    ready.set()
-            ready.set()
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        try:
-            assert ready.wait(90), "".join(lines)
-            rc_tx = main(["tx", "--checkpoint", str(checkpoint), "--radio", "usrp",
-                          "--uri", f"type=virtual,in={ch.in_endpoint},ppm=4,serial=TXV1", "--tx-gain-db", "60",
-                          "--images", "24", "--feedback-bind", fb, "--batch-size", "8"])
-            proc.wait(timeout=120)
-            reader.join(10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    out = "".join(lines)
-    assert rc_tx == 0 and proc.returncode == 0, out
+        rc_tx, rc_rx, out = rx_process_then_tx(
+            ["--checkpoint", str(checkpoint), "--radio", "usrp",
+             "--uri", f"type=virtual,out={ch.out_endpoint},ppm=-3,serial=RXV1,num_recv_frames=64",
+             "--radio-opt", "rx_queue_s=1.5", "--rx-gain-db", "40",
+             "--images", "24", "--feedback", fb, "--timeout-s", "10", "--no-progress", "--json", str(rx_json),
+             "--record", str(cap), "--record-pre-roll", "1500", "--record-post-roll", "1500"],
+            ["--checkpoint", str(checkpoint), "--radio", "usrp",
+             "--uri", f"type=virtual,in={ch.in_endpoint},ppm=4,serial=TXV1", "--tx-gain-db", "60",
+             "--images", "24", "--feedback-bind", fb, "--batch-size", "8"],
+            env=env, ready_s=90, rx_wait_s=120, settle_s=0.0)
+    assert rc_tx == 0 and rc_rx == 0, out
     live = json.loads(rx_json.read_text())
     assert live["summary"]["received"] == 24, out
     assert live["summary"]["cfo_hz_mean"] == pytest.approx(7e-6 * FC, abs=50)  # (4 - (-3)) ppm of 2.44 GHz
