@@ -190,6 +190,4 @@ def _merge_shards(result: dict[str, Any], dist: Any, n_local: int, n_all: int, t
     if result.get("digital"):
         out["digital"] = {**result["digital"], "error_free_accuracy": summed[i] / n_all}
     out["num_images"] = n_all
-    out["world_size"] = dist.world_size
-    out["dataset"] = {**result["dataset"]}
     return out
