@@ -43,6 +43,17 @@ def _link(checkpoint, tmp_path, rx_radio: list[str], tx_radio: list[str], images
     return json.loads(rx_json.read_text())
 
 
+def _assert_clean_link(res: dict, tx_ppm: float, rx_ppm: float) -> None:
+    """16/16 frames, no receiver overflow or dropped sample, a good SNR, and the carrier offset the receiver
+    measures is the two crystals' difference at the centre frequency."""
+    s = res["summary"]
+    print("measured:", {k: s[k] for k in ("received", "frame_loss", "cfo_hz_mean", "snr_db_mean")}, res["radio_counters"])
+    assert res["radio_counters"]["overflows"] == 0 and res["radio_counters"]["dropped_samples"] == 0
+    assert s["received"] == 16 and s["frame_loss"] == 0.0
+    assert s["cfo_hz_mean"] == pytest.approx((tx_ppm - rx_ppm) * 1e-6 * FC, abs=20)
+    assert s["snr_db_mean"] > 18
+
+
 def test_pluto_transmits_and_a_virtual_usrp_receives(air, checkpoint, tmp_path):
     path, doc = air
     assert doc["air"]["guest_nodes"] == [1] and doc["air"]["sample_rate_hz"] == 1e6
@@ -50,13 +61,7 @@ def test_pluto_transmits_and_a_virtual_usrp_receives(air, checkpoint, tmp_path):
                 ["--radio", "usrp", "--uri", f"type=virtual,air={path},ppm={USRP_PPM:g},num_recv_frames=64",
                  "--radio-opt", "rx_queue_s=1.5", "--rx-gain-db", "50"],
                 ["--radio", "pluto", "--uri", doc["uris"][0], "--tx-gain-db", "-20"])
-    s = res["summary"]
-    print("measured:", {k: s[k] for k in ("received", "frame_loss", "cfo_hz_mean", "snr_db_mean")}, res["radio_counters"])
-    assert res["radio_counters"]["overflows"] == 0 and res["radio_counters"]["dropped_samples"] == 0
-    assert s["received"] == 16 and s["frame_loss"] == 0.0
-    # the carrier offset is the two crystals' difference at the centre frequency
-    assert s["cfo_hz_mean"] == pytest.approx((PLUTO_PPM - USRP_PPM) * 1e-6 * FC, abs=20)
-    assert s["snr_db_mean"] > 18
+    _assert_clean_link(res, tx_ppm=PLUTO_PPM, rx_ppm=USRP_PPM)
     from sdr_tosc.channel.process import ChannelControl
 
     ctl = ChannelControl(doc["channel_control"])
@@ -73,12 +78,7 @@ def test_virtual_usrp_transmits_and_a_pluto_receives(air, checkpoint, tmp_path):
     res = _link(checkpoint, tmp_path,
                 ["--radio", "pluto", "--uri", doc["uris"][0], "--rx-gain-db", "55", "--radio-opt", "kernel_buffers=16"],
                 ["--radio", "usrp", "--uri", f"type=virtual,air={path},ppm={USRP_PPM:g}", "--tx-gain-db", "75"])
-    s = res["summary"]
-    print("measured:", {k: s[k] for k in ("received", "frame_loss", "cfo_hz_mean", "snr_db_mean")}, res["radio_counters"])
-    assert res["radio_counters"]["overflows"] == 0 and res["radio_counters"]["dropped_samples"] == 0
-    assert s["received"] == 16 and s["frame_loss"] == 0.0
-    assert s["cfo_hz_mean"] == pytest.approx((USRP_PPM - PLUTO_PPM) * 1e-6 * FC, abs=20)
-    assert s["snr_db_mean"] > 18
+    _assert_clean_link(res, tx_ppm=USRP_PPM, rx_ppm=PLUTO_PPM)
 
 
 def test_a_virtual_usrp_at_another_sample_rate_cannot_join(air):
